@@ -1,0 +1,1 @@
+"""Read, clean, chunk, embed and store documents: the index side of cited-qa."""

@@ -1,0 +1,109 @@
+"""Lexical side of the index: one tokenizer for everything, and BM25 over chunks (bm25s)."""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+# A compact English stop-word list: function words that carry no topic.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves
+    also said says say according did does done get got made make many much one ones upon s t
+    shall may might must ought whose within without per via""".split()
+)
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    try:
+        import Stemmer
+
+        return Stemmer.Stemmer("english")
+    except ImportError:  # pragma: no cover - PyStemmer is a dependency
+        return None
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    stemmer = _stemmer()
+    return stemmer.stemWord(word) if stemmer else word
+
+
+def tokenize(text: str, keep_stopwords: bool = False) -> list[str]:
+    """Lower-cased, stemmed word tokens of `text`, stop words dropped (unless kept).
+
+    Possessives lose their "'s"; CJK characters count as one token each.
+    """
+    out = []
+    for m in _WORD.finditer(text.lower()):
+        word = re.sub(r"['’]s$", "", m.group())
+        if not keep_stopwords and word in STOPWORDS:
+            continue
+        if re.search(r"[\u3400-\u9fff]", word):
+            out.extend(ch for ch in word)
+            continue
+        out.append(_stem(word))
+    return out
+
+
+def _bm25s():
+    import logging
+
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG
+    return bm25s
+
+
+class BM25:
+    """BM25 over a list of texts (bm25s, Lucene variant), saved as plain numpy/json files."""
+
+    def __init__(self, retriever) -> None:
+        self._retriever = retriever
+        self.vocab: dict[str, int] = retriever.vocab_dict
+        indptr = retriever.scores["indptr"]
+        self._df = np.diff(indptr)
+        self.n_docs = int(retriever.scores["num_docs"])
+
+    @classmethod
+    def build(cls, texts: list[str]) -> BM25:
+        """Index `texts` (one document each)."""
+        retriever = _bm25s().BM25()
+        retriever.index([tokenize(t) for t in texts] or [[]], show_progress=False)
+        return cls(retriever)
+
+    def save(self, folder: Path) -> None:
+        """Write the index files into `folder` (no pickle)."""
+        self._retriever.save(str(folder), show_progress=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> BM25:
+        """Read an index written by `save`."""
+        retriever = _bm25s().BM25.load(str(folder), show_progress=False, verbosity=0)
+        return cls(retriever)
+
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        """BM25 score of every indexed text for the query `tokens` (float32 array)."""
+        known = [t for t in tokens if t in self.vocab]
+        if not known:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        return np.asarray(self._retriever.get_scores(known), dtype=np.float32)
+
+    def idf(self, token: str) -> float:
+        """Inverse document frequency of a token over the indexed texts (0 if unknown)."""
+        tid = self.vocab.get(token)
+        df = int(self._df[tid]) if tid is not None and tid < len(self._df) else 0
+        if df == 0:
+            return 0.0
+        return math.log(1 + (self.n_docs - df + 0.5) / (df + 0.5))

@@ -1,0 +1,296 @@
+"""The index folder: plain files a person can inspect, written atomically.
+
+Layout of an index folder::
+
+    INDEX/
+      current -> gen-20261123T101500-4242   symbolic link to the live generation
+      gen-20261123T101500-4242/
+        manifest.json          format version, model, dimension, chunker, files + hashes
+        documents.jsonl        one line per file: source, title, date, sha256, counts
+        chunks.jsonl           one line per chunk: source, start, end, tokens, sentences, text
+        sentences.jsonl        one line per sentence: source, start, end, text
+        vectors.faiss          FAISS index of the chunk vectors (inner product = cosine)
+        sentence_vectors.npy   float32 (n_sentences, dim), unit length
+        bm25/                  bm25s files (json + npy) over the chunk texts
+      .lock                    held by a running `qa index`
+
+A build writes a complete new generation beside the live one and then swaps the
+`current` link with one atomic rename, so a crash at any point leaves the previous
+index usable; leftovers are removed by the next build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embeddings.chunking import Chunk, Sentence
+from embeddings.lexical import BM25
+
+FORMAT_VERSION = 1
+CURRENT = "current"
+LOCK = ".lock"
+
+
+class IndexUnusable(ValueError):
+    """The index folder is missing, incomplete or damaged; the message says what to run."""
+
+
+class IndexBusy(RuntimeError):
+    """Another process holds the index lock."""
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """What the index keeps about one file (no text: chunks and sentences hold that)."""
+
+    source: str
+    title: str
+    date: str | None
+    sha256: str
+    chars: int
+    chunks: int
+    sentences: int
+
+
+@dataclass(frozen=True)
+class IndexData:
+    """A loaded (or freshly built) index generation.
+
+    Chunk `first`/`last` are indices into `sentences`; a document's sentences are
+    consecutive. `chunk_vectors` and `sentence_vectors` are float32, unit length.
+    """
+
+    manifest: dict
+    documents: tuple[DocumentRecord, ...]
+    chunks: tuple[Chunk, ...]
+    sentences: tuple[Sentence, ...]
+    chunk_vectors: np.ndarray
+    sentence_vectors: np.ndarray
+    path: Path | None = None
+
+
+def make_manifest(model: str, dim: int, chunker: dict, documents: list[DocumentRecord],
+                  n_chunks: int, n_sentences: int, seconds: float) -> dict:
+    """The manifest of a generation. `seconds` is the build's wall time."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": model,
+        "dimension": dim,
+        "chunker": chunker,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "build_seconds": round(seconds, 3),
+        "counts": {"documents": len(documents), "chunks": n_chunks, "sentences": n_sentences},
+        "files": {d.source: d.sha256 for d in documents},
+    }
+
+
+def rebuild_hint(index_dir: Path) -> str:
+    return f"rebuild it with: qa index --rebuild --index {index_dir}"
+
+
+# --- locking ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(index_dir: Path) -> Iterator[None]:
+    """Hold the index's write lock; raise IndexBusy at once if another process has it."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(index_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise IndexBusy(
+                f"another 'qa index' (pid {holder}) is writing {index_dir}; "
+                "wait for it to finish and run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def _write_jsonl(path: Path, rows: Iterator[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def clean_leftovers(index_dir: Path) -> list[str]:
+    """Remove unfinished and superseded generations; return the names removed.
+
+    Call only while holding the lock.
+    """
+    live = current_generation(index_dir)
+    removed = []
+    for entry in index_dir.iterdir() if index_dir.is_dir() else []:
+        if entry.name.startswith("gen-") and entry != live:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+        elif entry.name.startswith(".current-"):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
+
+
+def write_index(index_dir: Path, data: IndexData, bm25: BM25) -> Path:
+    """Write `data` as a new generation and make it the live one; return its folder.
+
+    Call only while holding the lock. The previous generation stays live until the
+    final atomic rename of the `current` link, and is removed after it.
+    """
+    import faiss
+
+    name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    tmp = index_dir / f"{name}.tmp"
+    tmp.mkdir(parents=True)
+    _write_jsonl(tmp / "documents.jsonl", (asdict(d) for d in data.documents))
+    _write_jsonl(tmp / "chunks.jsonl", (
+        {"source": c.source, "start": c.start, "end": c.end, "tokens": c.tokens,
+         "sentences": [c.first, c.last], "text": c.text} for c in data.chunks))
+    _write_jsonl(tmp / "sentences.jsonl", (
+        {"source": s.source, "start": s.start, "end": s.end, "text": s.text}
+        for s in data.sentences))
+    vectors = faiss.IndexFlatIP(data.manifest["dimension"])
+    if len(data.chunk_vectors):
+        vectors.add(data.chunk_vectors)
+    faiss.write_index(vectors, str(tmp / "vectors.faiss"))
+    with open(tmp / "sentence_vectors.npy", "wb") as f:
+        np.save(f, data.sentence_vectors, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    bm25.save(tmp / "bm25")
+    # The manifest goes last: a generation folder without one is never complete.
+    with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
+        json.dump(data.manifest, f, indent=2, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    final = index_dir / name
+    os.rename(tmp, final)
+    link = index_dir / f".current-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.symlink(name, link)
+    os.replace(link, index_dir / CURRENT)  # the one atomic switch
+    _fsync_dir(index_dir)
+    clean_leftovers(index_dir)
+    return final
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    """The live generation folder of an index, or None if there is none yet."""
+    link = Path(index_dir) / CURRENT
+    if not link.is_symlink() and not link.exists():
+        return None
+    target = link.resolve()
+    return target if target.is_dir() else None
+
+
+def read_manifest(index_dir: Path) -> dict | None:
+    """The live generation's manifest, or None if the index has no usable generation."""
+    gen = current_generation(index_dir)
+    if gen is None:
+        return None
+    try:
+        manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_index(index_dir: Path) -> tuple[IndexData, BM25, object]:
+    """Load the live generation: (data, BM25 index, FAISS index).
+
+    Raises IndexUnusable with the reason and the command to rebuild when the folder
+    has no index, or any file is missing, truncated or inconsistent.
+    """
+    import faiss
+
+    index_dir = Path(index_dir)
+    gen = current_generation(index_dir)
+    if gen is None:
+        raise IndexUnusable(f"no index at {index_dir}; build it with: qa index --index {index_dir}")
+    try:
+        manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexUnusable(
+                f"index at {index_dir} has format version {manifest.get('format_version')}, "
+                f"this program reads version {FORMAT_VERSION}; {rebuild_hint(index_dir)}"
+            )
+        documents = tuple(DocumentRecord(**row) for row in _read_jsonl(gen / "documents.jsonl"))
+        chunks = tuple(
+            Chunk(r["source"], r["start"], r["end"], r["text"], r["sentences"][0],
+                  r["sentences"][1], r["tokens"]) for r in _read_jsonl(gen / "chunks.jsonl"))
+        sentences = tuple(Sentence(r["source"], r["start"], r["end"], r["text"])
+                          for r in _read_jsonl(gen / "sentences.jsonl"))
+        vectors = faiss.read_index(str(gen / "vectors.faiss"))
+        sentence_vectors = np.load(gen / "sentence_vectors.npy", allow_pickle=False)
+        bm25 = BM25.load(gen / "bm25")
+    except IndexUnusable:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise IndexUnusable(
+            f"index at {index_dir} is damaged ({type(exc).__name__}: {exc}); "
+            f"{rebuild_hint(index_dir)}"
+        ) from exc
+    counts = manifest.get("counts", {})
+    dim = manifest.get("dimension")
+    problems = []
+    if vectors.ntotal != len(chunks) or counts.get("chunks") != len(chunks):
+        problems.append(f"{vectors.ntotal} vectors for {len(chunks)} chunks")
+    if sentence_vectors.shape != (len(sentences), dim) or counts.get("sentences") != len(
+            sentences):
+        problems.append(f"sentence vectors {sentence_vectors.shape} for {len(sentences)}")
+    if vectors.d != dim:
+        problems.append(f"vector dimension {vectors.d}, manifest says {dim}")
+    if bm25.n_docs != max(len(chunks), 1):
+        problems.append(f"BM25 has {bm25.n_docs} texts for {len(chunks)} chunks")
+    if any(not (0 <= c.first <= c.last < len(sentences)) for c in chunks):
+        problems.append("chunk rows point outside the sentence table")
+    if problems:
+        raise IndexUnusable(
+            f"index at {index_dir} is inconsistent ({'; '.join(problems)}); "
+            f"{rebuild_hint(index_dir)}"
+        )
+    chunk_vectors = (vectors.reconstruct_n(0, vectors.ntotal) if vectors.ntotal
+                     else np.zeros((0, dim), dtype=np.float32))
+    data = IndexData(manifest, documents, chunks, sentences,
+                     np.ascontiguousarray(chunk_vectors, dtype=np.float32),
+                     np.ascontiguousarray(sentence_vectors, dtype=np.float32), gen)
+    return data, bm25, vectors

