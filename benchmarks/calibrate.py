@@ -130,10 +130,12 @@ def main() -> int:
         name = Path(spec.split("=")[1]).parent.name + "/" + Path(spec.split("=")[1]).name
         a = [r for r in rows if r[1]]
         u = [r for r in rows if not r[1]]
-        print(f"{name}: accuracy {accuracy(rows, best_t):.3f}, "
-              f"answerable correct {sum(1 for c, _, ok in a if ok and c >= best_t) / max(len(a), 1):.3f}, "
-              f"abstain on unanswerable {sum(1 for c, *_ in u if c < best_t) / max(len(u), 1):.3f}, "
-              f"top candidate right {sum(1 for _, _, ok in a if ok) / max(len(a), 1):.3f}")
+        answered_right = sum(1 for c, _, ok in a if ok and c >= best_t) / max(len(a), 1)
+        abstained = sum(1 for c, *_ in u if c < best_t) / max(len(u), 1)
+        top_right = sum(1 for _, _, ok in a if ok) / max(len(a), 1)
+        print(f"{name}: accuracy {accuracy(rows, best_t):.3f}, answerable correct "
+              f"{answered_right:.3f}, abstain on unanswerable {abstained:.3f}, "
+              f"top candidate right {top_right:.3f}")
     print(json.dumps(report, indent=2))
     print(f"({time.time() - began:.0f} s)", file=sys.stderr)
     if not args.dry_run:

@@ -161,7 +161,9 @@ def chunk_sentences(
 
     Each chunk holds whole sentences and at most `target_tokens` tokens (a single
     sentence may fill a chunk alone); consecutive chunks share trailing sentences of
-    up to `overlap_tokens` tokens. Token counts include the text between sentences.
+    up to `overlap_tokens` tokens. Token counts include the text between sentences. A chunk
+    ends where cleaning dropped a line, so its text (`document.text[start:end]`) holds
+    article content and white space only.
     """
     if target_tokens < 1:
         raise ValueError(f"chunk target must be at least 1 token, got {target_tokens}")
@@ -172,12 +174,17 @@ def chunk_sentences(
         )
     text = document.text
     sizes = [count(s.text) for s in sentences]
+    # A chunk never spans text that cleaning dropped (an ad between two paragraphs):
+    # gap[i] is True when something other than white space lies before sentence i.
+    gap = [i == 0 or bool(text[sentences[i - 1].end : sentences[i].start].strip())
+           for i in range(len(sentences))]
     chunks: list[Chunk] = []
     first = 0
     while first < len(sentences):
         last = first
         total = sizes[first]
-        while last + 1 < len(sentences) and total + sizes[last + 1] + 1 <= target_tokens:
+        while (last + 1 < len(sentences) and not gap[last + 1]
+               and total + sizes[last + 1] + 1 <= target_tokens):
             last += 1
             total += sizes[last] + 1
         start, end = sentences[first].start, sentences[last].end
@@ -185,10 +192,12 @@ def chunk_sentences(
                             count(text[start:end])))
         if last + 1 >= len(sentences):
             break
-        # step back over trailing sentences that fit in the overlap, but always advance
+        # step back over trailing sentences that fit in the overlap (never across a gap),
+        # but always advance
         nxt = last + 1
         carried = 0
-        while nxt - 1 > first and carried + sizes[nxt - 1] <= overlap_tokens:
+        while (nxt - 1 > first and not gap[nxt] and not gap[nxt - 1]
+               and carried + sizes[nxt - 1] <= overlap_tokens):
             nxt -= 1
             carried += sizes[nxt]
         first = nxt

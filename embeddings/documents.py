@@ -139,9 +139,10 @@ def content_spans(text: str) -> list[tuple[int, int]]:
 _MONTHS = (
     "january|february|march|april|may|june|july|august|september|october|november|december"
 )
+_DAY = r"(?P<d>\d{1,2})(?:st|nd|rd|th)?"
 _DATE_PATTERNS = (
-    re.compile(rf"^(?P<d>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<m>{_MONTHS}),?\s+(?P<y>\d{{4}})$", re.I),
-    re.compile(rf"^(?P<m>{_MONTHS})\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y>\d{{4}})$", re.I),
+    re.compile(rf"^{_DAY},?\s+(?P<m>{_MONTHS}),?\s+(?P<y>\d{{4}})$", re.I),
+    re.compile(rf"^(?P<m>{_MONTHS})\s+{_DAY},?\s+(?P<y>\d{{4}})$", re.I),
     re.compile(r"^(?P<y>\d{4})-(?P<mm>\d{2})-(?P<d>\d{2})$"),
 )
 

@@ -34,7 +34,7 @@ class IndexConfig:
     def chunker(self) -> dict:
         return {"chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap,
                 "sentence_max_tokens": self.sentence_max_tokens, "encoding": self.encoding,
-                "splitter": 1}
+                "splitter": 2}
 
 
 @dataclass(frozen=True)

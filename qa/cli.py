@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import textwrap
-from pathlib import Path
 
 EPILOG = """examples:
   qa index                                  build/update the index of ./seeds
@@ -109,8 +108,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
     print(f"indexing {settings.corpus} -> {settings.index_dir}", file=sys.stderr)
-    from embeddings.indexer import build_index
     from embeddings.encoder import load_model
+    from embeddings.indexer import build_index
 
     if args.rebuild:
         report = build_index(settings.corpus, settings.index_dir, settings.index_config(),

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from embeddings import store
+from embeddings.chunking import Sentence
 from embeddings.indexer import BuildReport, build_index
 from embeddings.lexical import BM25, tokenize
-from embeddings.chunking import Sentence
 from qa.answer import (
     Answer,
     QuestionTerms,
@@ -61,37 +61,44 @@ def clean_question(question: object, max_chars: int) -> str:
 
 _PRONOUN = re.compile(r"\b(he|she|him|her|his|hers|they|them|their|it|its|this|that|these|"
                       r"those|there|the same)\b", re.I)
+_PERSONAL = re.compile(r"\b(he|she|him|her|his|hers)\b", re.I)
+_NOT_NAMES = {"what", "who", "when", "where", "why", "how", "which", "did", "does", "do", "is",
+              "are", "was", "were", "the", "a", "an", "can", "could", "would", "should", "has",
+              "have", "in", "on", "i", "tell", "me", "and", "or"}
 
 
 def contextualize(question: str, history: Sequence[dict] | None) -> str:
     """The text to search for, given earlier turns of a conversation.
 
     A follow-up that leans on an earlier turn (a pronoun, or very few content words) is
-    searched together with the names and key words of the previous question, e.g.
-    "What did he say about North Korea?" after "What did Blinken say about Taiwan?"
-    searches "What did he say about North Korea? (Blinken)". `history` items are
-    {"question": str, "answer": str}, oldest first.
+    searched together with names from the previous question: "he"/"she" take its first
+    name, other references all of them. "What did he say about North Korea?" after
+    "What did Blinken say about Taiwan?" searches "What did he say about North Korea?
+    (Blinken)". `history` items are {"question": str, "answer": str}, oldest first.
     """
     if not history:
         return question
-    previous = next((h.get("question", "") for h in reversed(history)
+    previous = next((h["question"] for h in reversed(history)
                      if isinstance(h, dict) and isinstance(h.get("question"), str)
-                     and h.get("question", "").strip()), "")
+                     and h["question"].strip()), "")
     if not previous:
         return question
     content = tokenize(question)
     if not _PRONOUN.search(question) and len(content) > 2:
         return question
-    names = re.findall(r"\b[A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*", previous)
-    names = [n for n in names if n.lower() not in {"what", "who", "when", "where", "why", "how",
-             "which", "did", "does", "do", "is", "are", "was", "were", "the", "a", "an",
-             "can", "could", "would", "should", "has", "have", "in", "on"}]
     own = set(content)
-    extra = [n for n in dict.fromkeys(names) if not set(tokenize(n)) <= own]
-    if not extra:
-        extra = [w for w in re.findall(r"\w+", previous) if tokenize(w)
-                 and not set(tokenize(w)) <= own][:4]
-    return f"{question} ({', '.join(extra)})" if extra else question
+    names = []
+    for name in re.findall(r"\b[A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*", previous):
+        words = [w for w in name.split() if w.lower() not in _NOT_NAMES]
+        if words and not set(tokenize(" ".join(words))) <= own:
+            names.append(" ".join(words))
+    names = list(dict.fromkeys(names))
+    if names and _PERSONAL.search(question):
+        names = names[:1]
+    if not names:
+        names = [w for w in re.findall(r"\w+", previous)
+                 if tokenize(w) and not set(tokenize(w)) <= own][:4]
+    return f"{question} ({', '.join(names)})" if names else question
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,56 @@
+# Two commands matter (see README): `make run` and `make test`.
+# Both create .venv and install everything the project needs on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 7860
+EVAL_GATE := --fail-under accuracy_at_1=0.80 --fail-under hit_at_5=0.95 \
+             --fail-under citations_verbatim=1.0
+
+.PHONY: install browser run index test lint eval bench clean help
+
+help:
+	@echo "make run    set up, index seeds/ and start the chat server on http://$(HOST):$(PORT)"
+	@echo "make test   set up (incl. Chromium) and run lint, tests and the seeds eval gate"
+	@echo "make eval   score the seeds question set into out/eval-seeds"
+	@echo "make bench  run the benchmarks (see docs/benchmarks.md)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+# Debian's Chromium drives the browser tests (playwright's own download can't work offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+	  else echo "chromium is missing and cannot be installed without root: browser tests will fail"; exit 1; fi; }
+
+run: install
+	$(BIN)/qa serve --host $(HOST) --port $(PORT)
+
+index: install
+	$(BIN)/qa index
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install browser lint
+	QA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
+	$(BIN)/qa eval benchmarks/questions/seeds.jsonl --out out/eval-seeds $(EVAL_GATE)
+
+eval: install
+	$(BIN)/qa eval benchmarks/questions/seeds.jsonl --out out/eval-seeds
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""Shared fixtures: the real model (loaded once per session) and a real index of seeds/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory):
+    """Keep default index folders of every test out of the user's cache."""
+    home = tmp_path_factory.mktemp("qa-home")
+    old = os.environ.get("QA_HOME")
+    os.environ["QA_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("QA_HOME", None)
+    else:
+        os.environ["QA_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from qa.settings import Settings
+
+    return Settings.load(env={})
+
+
+@pytest.fixture(scope="session")
+def model(settings):
+    """The real sentence-transformers model (all-MiniLM-L6-v2, bundled offline)."""
+    from embeddings.encoder import load_model
+
+    return load_model(settings.model)
+
+
+@pytest.fixture(scope="session")
+def seeds_copy(tmp_path_factory) -> Path:
+    """A private copy of seeds/ for tests that index it."""
+    target = tmp_path_factory.mktemp("seeds") / "seeds"
+    shutil.copytree(SEEDS, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def seeds_assistant(model, seeds_copy, tmp_path_factory, settings):
+    """An Assistant over a copy of seeds/, with its index built once for the session."""
+    from qa.engine import Assistant
+
+    index = tmp_path_factory.mktemp("seeds-index")
+    return Assistant.load(settings=settings.replace(corpus=seeds_copy, index=index))
+
+
+def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
+    """Create a corpus folder from {relative path: text or bytes}."""
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return folder

@@ -1,0 +1,120 @@
+"""embeddings/documents.py: reading, decoding, boilerplate removal, titles and dates."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from conftest import SEEDS, write_corpus
+
+from embeddings.documents import content_spans, list_files, parse_date, read_document
+
+BOILERPLATE = [
+    "ADVERTISEMENT", "58 views0 comments", "top of page", "bottom of page", "Sign in to comment",
+    "Read Also |", "Latest articles", "More like this", "WhatsApp Unveils",
+    "Hollywood", "Country Garden", "Support The Post Millennial", "as little as $1",
+    "Privacy Policy", "Enable Notifications", "Remind me next month", "Photo: AFP",
+    "HomeWorld", "Published on",
+]
+
+
+def _kept_text(doc) -> str:
+    return "\n".join(doc.text[s:e] for s, e in doc.spans)
+
+
+@pytest.mark.parametrize("path", sorted(SEEDS.glob("*.txt")), ids=lambda p: p.name)
+def test_seed_boilerplate_is_dropped_and_offsets_hold(path):
+    doc = read_document(path, path.name)
+    kept = _kept_text(doc)
+    for junk in BOILERPLATE:
+        assert junk not in kept, junk
+    # spans are offsets into the file's text as read
+    raw = path.read_text(encoding="utf-8")
+    assert doc.text == raw
+    for s, e in doc.spans:
+        assert raw[s:e].strip() == raw[s:e] and raw[s:e]
+
+
+def test_real_reporting_appended_from_other_stories_stays():
+    doc = read_document(SEEDS / "004_19a75a33014863ff.txt", "004_19a75a33014863ff.txt")
+    kept = _kept_text(doc)
+    for phrase in ("HMS Spey", "Hakka Youth Association", "Pedro Sanchez", "kill web"):
+        assert phrase in kept
+
+
+def test_titles_and_dates_of_seeds():
+    doc = read_document(SEEDS / "002_03c80dfc9eda31c5.txt", "002_03c80dfc9eda31c5.txt")
+    assert doc.date == "2024-03-01"
+    assert doc.title.startswith("US Secretary of State Antony Blinken Advocates")
+    doc = read_document(SEEDS / "000_61a2b7113e9c39af.txt", "000_61a2b7113e9c39af.txt")
+    assert doc.title == ("Blinken Reaffirms US Stance on Taiwan, Says Washington Does Not "
+                         "Support Independence")
+    doc = read_document(SEEDS / "004_19a75a33014863ff.txt", "004_19a75a33014863ff.txt")
+    assert doc.title.endswith("…") and len(doc.title) <= 95
+
+
+@pytest.mark.parametrize("line,iso", [
+    ("1, March, 2024", "2024-03-01"), ("March 1, 2024", "2024-03-01"),
+    ("Published on 12 June 2023", "2023-06-12"), ("2024-11-05", "2024-11-05"),
+    ("Blinken met Xi on March 1, 2024 in Beijing.", None), ("32, March, 2024", None),
+])
+def test_parse_date(line, iso):
+    assert parse_date(line) == iso
+
+
+def test_latest_articles_block_is_dropped_but_following_prose_stays():
+    text = ("Real first paragraph about talks.\n\nLatest articles\n\nSome Headline Here\n\n"
+            "A teaser that stops in the middle...\n\nMore like this\n\nOther Headline\n\n"
+            "Another teaser...\n\nA real closing sentence of the article.\n")
+    kept = [text[s:e] for s, e in content_spans(text)]
+    assert kept == ["Real first paragraph about talks.",
+                    "A real closing sentence of the article."]
+
+
+def test_non_utf8_binary_empty_and_unreadable_files(tmp_path, caplog):
+    corpus = write_corpus(tmp_path / "c", {
+        "latin.txt": "Café owners in Zürich said prices rose.".encode("cp1252"),
+        "binary.txt": bytes(range(256)) * 4,
+        "empty.md": "   \n",
+        "good.md": "A good article sentence.",
+    })
+    (corpus / "locked.txt").write_text("secret")
+    (corpus / "locked.txt").chmod(0)
+    caplog.set_level(logging.WARNING)
+    docs = {}
+    for path, source in list_files(corpus):
+        doc = read_document(path, source)
+        if doc:
+            docs[source] = doc
+    assert docs["latin.txt"].text.startswith("Café owners in Zürich")
+    assert "binary.txt" not in docs and "empty.md" not in docs
+    assert "good.md" in docs
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "latin.txt: not UTF-8" in messages
+    assert "binary.txt: skipped" in messages and "empty.md: skipped" in messages
+    import os
+    if os.geteuid() != 0:  # root reads any file
+        assert "locked.txt" not in docs and "locked.txt: skipped" in messages
+
+
+def test_html_main_text_is_extracted(tmp_path):
+    page = ("<html><head><title>T</title><script>var x=1;</script></head><body>"
+            "<nav>Home | World</nav><article><h1>Envoy visits Beijing</h1>"
+            "<p>The envoy met the foreign minister on Monday and discussed trade.</p>"
+            "<p>Both sides agreed to keep talking in the coming months.</p></article>"
+            "</body></html>")
+    corpus = write_corpus(tmp_path / "c", {"page.html": page})
+    doc = read_document(corpus / "page.html", "page.html")
+    kept = _kept_text(doc)
+    assert "The envoy met the foreign minister on Monday" in kept
+    assert "var x=1" not in kept
+
+
+def test_list_files_walks_subfolders_and_rejects_bad_paths(tmp_path):
+    corpus = write_corpus(tmp_path / "c", {"a/x.txt": "x.", "b/x.txt": "y.", "c.pdf": "no",
+                                           ".hidden/z.txt": "z."})
+    assert [s for _, s in list_files(corpus)] == ["a/x.txt", "b/x.txt"]
+    with pytest.raises(ValueError, match="does not exist"):
+        list_files(tmp_path / "missing")
+    with pytest.raises(ValueError, match="not a folder"):
+        list_files(corpus / "a" / "x.txt")

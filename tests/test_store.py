@@ -1,0 +1,132 @@
+"""embeddings/store.py: the index folder format, atomic switch, damage detection, locking.
+
+Vectors here are random: storage doesn't care what they mean (a fake encoder is fine)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from embeddings import store
+from embeddings.chunking import chunk_sentences, sentences_of, token_counter
+from embeddings.documents import Document
+from embeddings.lexical import BM25
+
+
+def make_data(texts: dict[str, str], dim: int = 8, seed: int = 0) -> store.IndexData:
+    rng = np.random.default_rng(seed)
+    count = token_counter()
+    docs, chunks, sentences = [], [], []
+    for source, text in texts.items():
+        doc = Document(source, text, source, None, ((0, len(text)),), f"sha-{source}")
+        sents = sentences_of(doc, 96, count)
+        base = len(sentences)
+        cs = chunk_sentences(doc, sents, 40, 10, count)
+        sentences.extend(sents)
+        chunks.extend(c.__class__(c.source, c.start, c.end, c.text, c.first + base,
+                                  c.last + base, c.tokens) for c in cs)
+        docs.append(store.DocumentRecord(source, source, None, doc.sha256, len(text),
+                                         len(cs), len(sents)))
+
+    def unit(n):
+        v = rng.normal(size=(n, dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    manifest = store.make_manifest("fake", dim, {"x": 1}, docs, len(chunks), len(sentences), 0.1)
+    return store.IndexData(manifest, tuple(docs), tuple(chunks), tuple(sentences),
+                           unit(len(chunks)), unit(len(sentences)))
+
+
+def write(index_dir, data):
+    with store.locked(index_dir):
+        return store.write_index(index_dir, data, BM25.build([c.text for c in data.chunks]))
+
+
+def test_roundtrip_is_inspectable_and_exact(tmp_path):
+    data = make_data({"a.txt": "Alpha one. Alpha two.", "b.txt": "Beta one. Beta two. Beta 3."})
+    gen = write(tmp_path, data)
+    assert (tmp_path / "current").resolve() == gen
+    names = {p.name for p in gen.iterdir()}
+    assert {"manifest.json", "documents.jsonl", "chunks.jsonl", "sentences.jsonl",
+            "vectors.faiss", "sentence_vectors.npy", "bm25"} <= names
+    assert not any(p.suffix == ".pkl" for p in gen.rglob("*"))
+    json.loads((gen / "manifest.json").read_text())  # plain JSON
+    loaded, bm25, vectors = store.load_index(tmp_path)
+    assert loaded.chunks == data.chunks and loaded.sentences == data.sentences
+    assert np.allclose(loaded.chunk_vectors, data.chunk_vectors)
+    assert np.allclose(loaded.sentence_vectors, data.sentence_vectors)
+    assert vectors.ntotal == len(data.chunks)
+
+
+def test_crash_mid_write_keeps_previous_index(tmp_path, monkeypatch):
+    old = make_data({"a.txt": "Old text here."})
+    write(tmp_path, old)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(BM25, "save", boom)
+    with pytest.raises(OSError):
+        write(tmp_path, make_data({"b.txt": "New text here."}))
+    monkeypatch.undo()
+    loaded, _, _ = store.load_index(tmp_path)
+    assert [d.source for d in loaded.documents] == ["a.txt"]
+    assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # the leftover
+    write(tmp_path, make_data({"c.txt": "Newest text."}))
+    gens = [p.name for p in tmp_path.iterdir() if p.name.startswith("gen-")]
+    assert len(gens) == 1  # leftovers and the superseded generation are gone
+
+
+@pytest.mark.parametrize("damage", ["truncate_faiss", "garble_chunks", "drop_sentences",
+                                    "wrong_format", "garble_npy", "missing_manifest"])
+def test_damaged_index_gives_a_clear_error(tmp_path, damage):
+    gen = write(tmp_path, make_data({"a.txt": "One. Two. Three.", "b.txt": "Four. Five."}))
+    if damage == "truncate_faiss":
+        path = gen / "vectors.faiss"
+        path.write_bytes(path.read_bytes()[:20])
+    elif damage == "garble_chunks":
+        (gen / "chunks.jsonl").write_text("{not json\n")
+    elif damage == "drop_sentences":
+        (gen / "sentences.jsonl").unlink()
+    elif damage == "wrong_format":
+        m = json.loads((gen / "manifest.json").read_text())
+        m["format_version"] = 999
+        (gen / "manifest.json").write_text(json.dumps(m))
+    elif damage == "garble_npy":
+        (gen / "sentence_vectors.npy").write_bytes(b"garbage")
+    elif damage == "missing_manifest":
+        (gen / "manifest.json").unlink()
+    with pytest.raises(store.IndexUnusable, match="qa index"):
+        store.load_index(tmp_path)
+
+
+def test_no_index_yet(tmp_path):
+    with pytest.raises(store.IndexUnusable, match="no index"):
+        store.load_index(tmp_path / "nothing")
+
+
+def _hold_lock(path, ready, release):
+    with store.locked(path):
+        ready.set()
+        release.wait(10)
+
+
+def test_second_writer_is_refused_with_a_message(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(tmp_path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(store.IndexBusy, match=f"pid {holder.pid}"):
+            with store.locked(tmp_path):
+                pass
+    finally:
+        release.set()
+        holder.join(10)
+    with store.locked(tmp_path):  # free again
+        assert os.path.exists(tmp_path / ".lock")
