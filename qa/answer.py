@@ -33,10 +33,16 @@ FEATURES = (
     "passage_score",  # fused retrieval score of the passage, 0..1
     "unknown",  # share of the question's IDF mass on words the corpus never uses
     "headline",  # 1 if the sentence lacks closing punctuation (a title or caption)
+    "type_mismatch",  # 1 if the question wants a number/date/name the sentence lacks
+    "novelty",  # share of the sentence's words that are not in the question
+    "missing_rarest",  # IDF of the rarest question word absent from sentence + neighbours,
+    #                    over the largest IDF of the question's words
+    "context_dense",  # cosine(question, sentence and neighbours' mean vector)
+    "bigrams",  # share of the question's adjacent word pairs found as pairs in the sentence
 )
 _DEFAULT_MODEL = {
     "features": list(FEATURES),
-    "weights": [4.0, 2.0, 4.0, 2.0, 1.0, -6.0, -1.0],
+    "weights": [4.0, 2.0, 4.0, 2.0, 1.0, -6.0, -1.0, -1.0, 1.0, -1.0, 1.0, 1.0],
     "bias": -6.0,
     "threshold": 0.5,
 }
@@ -103,20 +109,91 @@ class Candidate:
     z: float
 
 
-class QuestionTerms:
-    """The question's content words with IDF weights (unknown words get the largest IDF)."""
+_NUMBER_Q = re.compile(
+    r"\bhow (?:many|much|long|far|old|large|big|tall|high|often|fast|heavy)\b"
+    r"|\bwhat (?:number|percentage|percent|amount|proportion|share|fraction|size|population)\b",
+    re.I)
+_DATE_Q = re.compile(
+    r"\bwhen\b|\b(?:what|which|in what) (?:year|years|date|day|month|century|decade|time|period"
+    r"|era)\b|\bhow long ago\b", re.I)
+_PERSON_Q = re.compile(
+    r"\bwho(?:m|se)?\b|\b(?:which|what)(?:\s+\w+)?\s+(?:president|leader|minister|secretary"
+    r"|official|spokesman|spokeswoman|spokesperson|king|queen|emperor|person|man|woman|general"
+    r"|author|founder|ruler|duke|pope|bishop|diplomat|envoy|ambassador|politician|chancellor"
+    r"|premier|governor|senator|mayor|commander|scientist|writer|composer|artist|player)s?\b",
+    re.I)
+_PLACE_Q = re.compile(
+    r"\bwhere\b|\b(?:what|which|in what) (?:country|countries|city|cities|place|state|region"
+    r"|town|continent|island|river|port|capital)\b", re.I)
+_NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|"
+                 r"twenty|thirty|forty|fifty|hundred|hundreds|thousand|thousands|million|"
+                 r"millions|billion|trillion|dozen|dozens|half|third|quarter|percent|single|"
+                 r"double|twice|once")
+_NUMBER_S = re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b", re.I)
+_DATE_S = re.compile(
+    r"\b1\d{3}\b|\b20\d{2}\b|\b\d{1,4}s\b|\b(?:january|february|march|april|may|june|july"
+    r"|august|september|october|november|december|monday|tuesday|wednesday|thursday|friday"
+    r"|saturday|sunday|yesterday|today|tomorrow|century|centuries|decade|ago|week|month|year"
+    r"|years|spring|summer|autumn|winter|season|era|period|age|dynasty|reign|bc|ad)\b", re.I)
+_CAPITALISED = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][\w’'-]+")
 
-    def __init__(self, tokens: list[str], bm25: BM25) -> None:
+
+def question_type(question: str) -> str | None:
+    """What kind of answer a question asks for: number, date, person, place, or None."""
+    for kind, pattern in (("number", _NUMBER_Q), ("date", _DATE_Q), ("person", _PERSON_Q),
+                          ("place", _PLACE_Q)):
+        if pattern.search(question):
+            return kind
+    return None
+
+
+def has_type(kind: str | None, text: str, question_tokens: set[str]) -> bool:
+    """Whether `text` holds something of `kind` that the question doesn't already say."""
+    if kind is None:
+        return True
+    if kind == "number":
+        return any(not set(tokenize(m.group())) <= question_tokens or m.group().isdigit()
+                   for m in _NUMBER_S.finditer(text))
+    if kind == "date":
+        return any(not set(tokenize(m.group())) <= question_tokens
+                   for m in _DATE_S.finditer(text))
+    return any(not set(tokenize(m.group())) <= question_tokens
+               for m in _CAPITALISED.finditer(text))
+
+
+class QuestionTerms:
+    """The question's content words with IDF weights (unknown words get the largest IDF),
+    and the kind of answer it asks for."""
+
+    def __init__(self, question: str, bm25: BM25, tokens: list[str] | None = None) -> None:
+        tokens = tokenize(question) if tokens is None else tokens
         self.terms = list(dict.fromkeys(tokens))
+        self.bigrams = set(zip(tokens, tokens[1:]))
+        self.token_set = set(self.terms)
+        self.kind = question_type(question)
         top = math.log(1 + (bm25.n_docs + 0.5) / 0.5)
         self.idf = {t: (bm25.idf(t) or top) for t in self.terms}
         self.known = {t for t in self.terms if bm25.idf(t) > 0}
         self.mass = sum(self.idf.values())
+        self.top_idf = max(self.idf.values(), default=0.0)
 
     def coverage(self, tokens: set[str]) -> float:
         if not self.mass:
             return 0.0
         return sum(w for t, w in self.idf.items() if t in tokens) / self.mass
+
+    def missing_rarest(self, tokens: set[str]) -> float:
+        missing = [w for t, w in self.idf.items() if t not in tokens]
+        return max(missing) / self.top_idf if missing and self.top_idf else 0.0
+
+    def bigram_share(self, sentence: str) -> float:
+        if not self.bigrams:
+            return 0.0
+        words = tokenize(sentence)
+        return len(self.bigrams & set(zip(words, words[1:]))) / len(self.bigrams)
+
+    def novelty(self, tokens: frozenset[str]) -> float:
+        return len(tokens - self.token_set) / len(tokens) if tokens else 0.0
 
     def unknown(self) -> float:
         if not self.mass:
@@ -184,8 +261,12 @@ def score_candidates(
             ctx |= sentence_tokens(j)
         text = data.sentences[s].text
         headline = 0.0 if _SENTENCE_END.search(text) else 1.0
+        mismatch = 0.0 if has_type(terms.kind, text, terms.token_set) else 1.0
+        window = data.sentence_vectors[[s, *_neighbours(data, s)]].sum(axis=0)
+        ctx_dense = float(window @ query_vector) / (float(np.linalg.norm(window)) or 1.0)
         f = (float(dense[k]), hits[p].dense, terms.coverage(own), terms.coverage(ctx),
-             passages[p].score, unknown, headline)
+             passages[p].score, unknown, headline, mismatch, terms.novelty(own),
+             terms.missing_rarest(ctx), ctx_dense, terms.bigram_share(text))
         out.append(Candidate(s, p, f, float(weights @ np.asarray(f)) + bias))
     out.sort(key=lambda c: (-c.z, c.sentence))
     return out
@@ -213,19 +294,34 @@ def _span_quote(data: IndexData, first: int, last: int) -> tuple[int, int, str] 
     return None
 
 
+_LEANS_BACK = re.compile(r"^[\"“‘']?(?:he|she|it|they|this|these|those|his|her|its|their|"
+                         r"there|such|both|but|however|instead|yet)\b", re.I)
+
+
 def _extend(data: IndexData, best: Candidate, terms: QuestionTerms,
             sentence_tokens: SentenceTokens) -> tuple[int, int]:
-    """Sentences (first, last) of the answer: the best one, plus a neighbour when the
-    pair covers clearly more of the question than the sentence alone."""
-    own = sentence_tokens(best.sentence)
-    alone = terms.coverage(set(own))
-    choice = (best.sentence, best.sentence)
+    """Sentences (first, last) of the answer: the best one alone, or with one neighbour
+    when the sentence alone doesn't answer: it lacks the kind of answer the question asks
+    for (a number, date, name) and the neighbour has it; or it leans on the sentence
+    before ("He said…", "But…"); or the pair covers clearly more of the question."""
+    i = best.sentence
+    text = data.sentences[i].text
+    neighbours = _neighbours(data, i)
+    if not has_type(terms.kind, text, terms.token_set):
+        for j in sorted(neighbours, key=lambda j: (j < i, j)):  # next sentence first
+            if has_type(terms.kind, data.sentences[j].text, terms.token_set):
+                return min(i, j), max(i, j)
+    if i - 1 in neighbours and _LEANS_BACK.match(text):
+        return i - 1, i
+    own = set(sentence_tokens(i))
+    alone = terms.coverage(own)
+    choice = (i, i)
     gain_needed = 0.25
-    for j in _neighbours(data, best.sentence):
-        pair = terms.coverage(set(own) | sentence_tokens(j))
+    for j in neighbours:
+        pair = terms.coverage(own | sentence_tokens(j))
         if pair - alone >= gain_needed:
             gain_needed = pair - alone
-            choice = (min(j, best.sentence), max(j, best.sentence))
+            choice = (min(i, j), max(i, j))
     return choice
 
 

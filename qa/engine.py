@@ -204,8 +204,8 @@ class Assistant:
         qvec = self.embed_question(question)
         tokens, hits, passages = self._retrieve(index, question, qvec, self.settings.top_k)
         found = score_candidates(index.data, hits, passages, qvec,
-                                 QuestionTerms(tokens, index.bm25), index.sentence_tokens,
-                                 load_calibration(), self.settings.answer_passages)
+                                 QuestionTerms(question, index.bm25, tokens),
+                                 index.sentence_tokens, load_calibration(), self.settings.answer_passages)
         return [(index.data.sentences[c.sentence], c.features) for c in found]
 
     def threshold(self) -> float:
@@ -237,7 +237,7 @@ class Assistant:
         tokens, hits, passages = self._retrieve(index, query, qvec, top_k)
         t2 = time.perf_counter()
         answer = compose(
-            question, index.data, hits, passages, qvec, QuestionTerms(tokens, index.bm25),
+            question, index.data, hits, passages, qvec, QuestionTerms(query, index.bm25, tokens),
             index.sentence_tokens, top_k=top_k, n_passages=s.answer_passages,
             min_confidence=self.threshold() if abstain else 0.0,
             corroborate_similarity=s.corroborate_similarity,

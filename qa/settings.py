@@ -51,7 +51,7 @@ class Settings:
     answer_passages: int = 6  # fused passages whose sentences compete for the answer
     min_confidence: float | None = None  # abstain below this; None: the calibrated threshold
     duplicate_similarity: float = 0.95  # cosine above which two passages are one hit
-    corroborate_similarity: float = 0.80  # cosine above which a sentence states the same fact
+    corroborate_similarity: float = 0.75  # cosine above which a sentence states the same fact
     max_question_chars: int = 1000
     exclude: tuple[str, ...] = field(default=())  # corpus-relative paths left out
 
