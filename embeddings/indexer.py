@@ -129,6 +129,7 @@ def build_index(
     files = list_files(corpus, exclude)
     with store.locked(index_dir):
         store.clean_leftovers(index_dir)
+        store.checkpoint("locked")
         old: store.IndexData | None = None
         rebuilt = "rebuild requested" if rebuild else None
         manifest = store.read_manifest(index_dir)
@@ -162,6 +163,7 @@ def build_index(
                 skipped += 1
             else:
                 docs.append(doc)
+        store.checkpoint("read")
         read_sources = {d.source for d in docs}
         if not keep and not docs:
             raise ValueError(
@@ -187,6 +189,7 @@ def build_index(
         texts = [c.text for s, (_, cs, _) in sorted(new_parts.items()) for c in cs]
         texts += [x.text for s, (ss, _, _) in sorted(new_parts.items()) for x in ss]
         vectors = _encode_all(model_loader, texts, batch_size, progress)
+        store.checkpoint("embedded")
         dim = int(vectors.shape[1]) if len(vectors) else (
             old.manifest["dimension"] if old else model_loader().get_embedding_dimension())
         n_new_chunks = sum(len(cs) for _, cs, _ in new_parts.values())

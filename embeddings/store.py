@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -97,6 +98,23 @@ def make_manifest(model: str, dim: int, chunker: dict, documents: list[DocumentR
 
 def rebuild_hint(index_dir: Path) -> str:
     return f"rebuild it with: qa index --rebuild --index {index_dir}"
+
+
+# Names of the points where a crash trial may kill a build (see `checkpoint`).
+FAULT_POINTS = (
+    "locked", "read", "embedded", "wrote-documents", "wrote-chunks", "wrote-sentences",
+    "wrote-vectors", "wrote-sentence-vectors", "wrote-bm25", "wrote-manifest", "renamed",
+    "linked", "switched", "cleaned",
+)
+
+
+def checkpoint(name: str) -> None:
+    """Crash-trial hook: with QA_FAULT_POINT=name the process SIGKILLs itself here.
+
+    Costs one environment lookup; does nothing otherwise.
+    """
+    if os.environ.get("QA_FAULT_POINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- locking ---------------------------------------------------------------------------
@@ -173,35 +191,46 @@ def write_index(index_dir: Path, data: IndexData, bm25: BM25) -> Path:
     tmp = index_dir / f"{name}.tmp"
     tmp.mkdir(parents=True)
     _write_jsonl(tmp / "documents.jsonl", (asdict(d) for d in data.documents))
+    checkpoint("wrote-documents")
     _write_jsonl(tmp / "chunks.jsonl", (
         {"source": c.source, "start": c.start, "end": c.end, "tokens": c.tokens,
          "sentences": [c.first, c.last], "text": c.text} for c in data.chunks))
+    checkpoint("wrote-chunks")
     _write_jsonl(tmp / "sentences.jsonl", (
         {"source": s.source, "start": s.start, "end": s.end, "text": s.text}
         for s in data.sentences))
+    checkpoint("wrote-sentences")
     vectors = faiss.IndexFlatIP(data.manifest["dimension"])
     if len(data.chunk_vectors):
         vectors.add(data.chunk_vectors)
     faiss.write_index(vectors, str(tmp / "vectors.faiss"))
+    checkpoint("wrote-vectors")
     with open(tmp / "sentence_vectors.npy", "wb") as f:
         np.save(f, data.sentence_vectors, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
+    checkpoint("wrote-sentence-vectors")
     bm25.save(tmp / "bm25")
+    checkpoint("wrote-bm25")
     # The manifest goes last: a generation folder without one is never complete.
     with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
         json.dump(data.manifest, f, indent=2, ensure_ascii=False)
         f.flush()
         os.fsync(f.fileno())
+    checkpoint("wrote-manifest")
     _fsync_dir(tmp)
     final = index_dir / name
     os.rename(tmp, final)
+    checkpoint("renamed")
     link = index_dir / f".current-{os.getpid()}"
     link.unlink(missing_ok=True)
     os.symlink(name, link)
+    checkpoint("linked")
     os.replace(link, index_dir / CURRENT)  # the one atomic switch
     _fsync_dir(index_dir)
+    checkpoint("switched")
     clean_leftovers(index_dir)
+    checkpoint("cleaned")
     return final
 
 
@@ -240,10 +269,21 @@ def load_index(index_dir: Path) -> tuple[IndexData, BM25, object]:
     Raises IndexUnusable with the reason and the command to rebuild when the folder
     has no index, or any file is missing, truncated or inconsistent.
     """
+    index_dir = Path(index_dir)
+    for attempt in range(3):
+        gen = current_generation(index_dir)
+        try:
+            return _load_generation(index_dir, gen)
+        except IndexUnusable:
+            # A build may have switched generations and removed this one while we read it.
+            if attempt == 2 or current_generation(index_dir) == gen:
+                raise
+    raise IndexUnusable(f"index at {index_dir} kept changing while it was read")
+
+
+def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25, object]:
     import faiss
 
-    index_dir = Path(index_dir)
-    gen = current_generation(index_dir)
     if gen is None:
         raise IndexUnusable(f"no index at {index_dir}; build it with: qa index --index {index_dir}")
     try:

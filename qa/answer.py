@@ -168,7 +168,7 @@ class QuestionTerms:
     def __init__(self, question: str, bm25: BM25, tokens: list[str] | None = None) -> None:
         tokens = tokenize(question) if tokens is None else tokens
         self.terms = list(dict.fromkeys(tokens))
-        self.bigrams = set(zip(tokens, tokens[1:]))
+        self.bigrams = set(zip(tokens, tokens[1:], strict=False))
         self.token_set = set(self.terms)
         self.kind = question_type(question)
         top = math.log(1 + (bm25.n_docs + 0.5) / 0.5)
@@ -190,7 +190,7 @@ class QuestionTerms:
         if not self.bigrams:
             return 0.0
         words = tokenize(sentence)
-        return len(self.bigrams & set(zip(words, words[1:]))) / len(self.bigrams)
+        return len(self.bigrams & set(zip(words, words[1:], strict=False))) / len(self.bigrams)
 
     def novelty(self, tokens: frozenset[str]) -> float:
         return len(tokens - self.token_set) / len(tokens) if tokens else 0.0

@@ -205,7 +205,8 @@ class Assistant:
         tokens, hits, passages = self._retrieve(index, question, qvec, self.settings.top_k)
         found = score_candidates(index.data, hits, passages, qvec,
                                  QuestionTerms(question, index.bm25, tokens),
-                                 index.sentence_tokens, load_calibration(), self.settings.answer_passages)
+                                 index.sentence_tokens, load_calibration(),
+                                 self.settings.answer_passages)
         return [(index.data.sentences[c.sentence], c.features) for c in found]
 
     def threshold(self) -> float:
