@@ -294,9 +294,22 @@ def _manifest(assistant: Assistant) -> dict:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def create_app(assistant: Assistant, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The FastAPI app with the JSON API over `assistant` (see the module doc)."""
+def create_app(assistant: Assistant, *, max_body_bytes: int = MAX_BODY_BYTES,
+               max_concurrent: int | None = None) -> FastAPI:
+    """The FastAPI app with the JSON API over `assistant` (see the module doc).
+
+    max_concurrent: questions answered at the same time (others wait their turn);
+    default: `assistant.settings.api_concurrency`, else the number of CPU cores. The
+    model already uses every core for one question, so running more at once only adds
+    contention.
+    """
+    import os
+
     from qa.engine import QuestionError
+
+    if max_concurrent is None:
+        max_concurrent = assistant.settings.api_concurrency or os.cpu_count() or 1
+    gate = threading.BoundedSemaphore(max(1, max_concurrent))
 
     app = FastAPI(
         title="cited-qa",
@@ -323,7 +336,10 @@ def create_app(assistant: Assistant, *, max_body_bytes: int = MAX_BODY_BYTES) ->
 
     @app.exception_handler(StarletteHTTPException)
     async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
+        message = str(exc.detail)
+        if message == "There was an error parsing the body":  # FastAPI's words
+            message = "the request body is not valid JSON (it must be UTF-8 encoded JSON)"
+        return JSONResponse({"error": message}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -345,7 +361,8 @@ def create_app(assistant: Assistant, *, max_body_bytes: int = MAX_BODY_BYTES) ->
         """
         history = [t.model_dump() for t in body.history] if body.history else None
         try:
-            result = assistant.ask(body.question, top_k=body.top_k, history=history)
+            with gate:
+                result = assistant.ask(body.question, top_k=body.top_k, history=history)
         except QuestionError as exc:
             message = str(exc)
             if not message.startswith("question"):

@@ -53,6 +53,7 @@ class Settings:
     duplicate_similarity: float = 0.95  # cosine above which two passages are one hit
     corroborate_similarity: float = 0.75  # cosine above which a sentence states the same fact
     max_question_chars: int = 1000
+    api_concurrency: int | None = None  # questions the server answers at once; None: cores
     exclude: tuple[str, ...] = field(default=())  # corpus-relative paths left out
 
     @property
@@ -105,6 +106,8 @@ class Settings:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.dense_weight < 0 or self.bm25_weight < 0:
             raise ValueError("retrieval weights must not be negative")
+        if self.api_concurrency is not None and self.api_concurrency < 1:
+            raise ValueError(f"api_concurrency must be at least 1, got {self.api_concurrency}")
         if self.top_k > 50:
             raise ValueError(f"top_k must be at most 50, got {self.top_k}")
 

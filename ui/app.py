@@ -20,6 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
 
 import gradio as gr  # noqa: E402
 
+from embeddings.documents import content_spans  # noqa: E402
 from qa.engine import QuestionError  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,9 +83,13 @@ CSS = """
 .cqa-error { color: #b91c1c; }
 .cqa-timing { font-size: .72rem; color: var(--body-text-color-subdued); margin-top: .5rem; }
 .cqa-docs table { width: 100%; border-collapse: collapse; font-size: .8rem; }
-.cqa-docs th, .cqa-docs td { text-align: left; padding: .25rem .3rem; vertical-align: top;
-  border-bottom: 1px solid var(--border-color-primary); }
-.cqa-docs td.cqa-file { word-break: break-all; }
+.cqa-docs table, .cqa-docs thead, .cqa-docs tbody, .cqa-docs tr, .cqa-docs th,
+.cqa-docs td { border: 0 !important; background: transparent; }
+.cqa-docs th, .cqa-docs td { text-align: left; padding: .35rem .35rem; vertical-align: top; }
+.cqa-docs tbody tr { border-top: 1px solid var(--border-color-primary) !important; }
+.cqa-docs th { font-weight: 600; color: var(--body-text-color-subdued); }
+.cqa-docs td.cqa-num, .cqa-docs th.cqa-num { text-align: right; white-space: nowrap; }
+.cqa-docs .cqa-file { display: block; word-break: break-all; margin-top: .1rem; }
 .cqa-examples button { text-align: left; }
 """
 
@@ -106,16 +111,6 @@ def esc(text: object) -> str:
     one line (Gradio dedents multi-line messages)."""
     out = html.escape(str(text), quote=True)
     return out.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "<br>")
-
-
-def _collapse(text: str) -> str:
-    """Runs of blank lines become one paragraph break."""
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    return "\n".join(out).strip()
 
 
 def _trim_left(text: str, n: int) -> str:
@@ -203,13 +198,31 @@ def citation_context(citation: Citation, passages: Sequence[Passage],
     return text[:a], citation.quote, text[b:]
 
 
+def _content_lines(lines: list[str]) -> list[str]:
+    """The lines that are article text (drops "ADVERTISEMENT", share widgets...)."""
+    if not lines:
+        return []
+    text = "\n".join(lines)
+    kept = [" ".join(text[a:b].split()) for a, b in content_spans(text)]
+    return [line for line in kept if line]
+
+
 def _passage_html(before: str, quote: str, after: str) -> str:
-    before = _trim_left(_collapse(before) + (" " if before[-1:].isspace() else ""),
-                        CONTEXT_CHARS) if before else ""
-    after = _trim_right((" " if after[:1].isspace() else "") + _collapse(after),
-                        CONTEXT_CHARS) if after else ""
-    return (f'<blockquote class="cqa-passage">{esc(before)}<mark>{esc(quote)}</mark>'
-            f"{esc(after)}</blockquote>")
+    """The quote highlighted inside its passage. Whole lines of the passage that are web
+    boilerplate are left out; the quote itself is always shown verbatim."""
+    head = before.replace("\r", "").split("\n")
+    tail = after.replace("\r", "").split("\n")
+    # head[-1] / tail[0] share a line with the quote; the other lines stand alone
+    lead = " ".join(head[-1].split()) + (" " if head[-1][-1:].isspace() else "")
+    trail = (" " if tail[0][:1].isspace() else "") + " ".join(tail[0].split())
+    above = _content_lines(head[:-1])
+    below = _content_lines(tail[1:])
+    before_text = "\n".join([*above, lead]) if above else lead
+    after_text = "\n".join([trail, *below]) if below else trail
+    before_text = _trim_left(before_text, CONTEXT_CHARS)
+    after_text = _trim_right(after_text, CONTEXT_CHARS)
+    return (f'<blockquote class="cqa-passage">{esc(before_text)}<mark>{esc(quote)}</mark>'
+            f"{esc(after_text)}</blockquote>")
 
 
 def _source_head(n: int | None, source: str, title: str, date: str | None) -> str:
@@ -268,7 +281,8 @@ def render_answer(answer: Answer, data: Any = None, threshold: float | None = No
                 title = titles.get(p.source, p.source)
                 parts.append('<div class="cqa-related-item">')
                 parts.append(_source_head(None, p.source, title, dates.get(p.source)))
-                snippet = _trim_right(_collapse(p.text), SNIPPET_CHARS)
+                lines = _content_lines(p.text.replace("\r", "").split("\n"))
+                snippet = _trim_right("\n".join(lines) or p.text, SNIPPET_CHARS)
                 parts.append(f'<blockquote class="cqa-passage">{esc(snippet)}</blockquote>')
                 parts.append("</div>")
     total = answer.timings_ms.get("total") if answer.timings_ms else None
@@ -283,7 +297,7 @@ def render_error(message: str) -> str:
 
 
 def render_question(question: str) -> str:
-    return f'<div class="cqa-msg">{esc(question)}</div>'
+    return esc(question)
 
 
 def render_documents(data: Any) -> str:
@@ -292,13 +306,15 @@ def render_documents(data: Any) -> str:
     if not documents:
         return '<div class="cqa-docs cqa-meta">No documents are indexed.</div>'
     rows = "".join(
-        f"<tr><td>{esc(d.title)}</td><td class=\"cqa-file\">{esc(d.source)}</td>"
-        f"<td>{esc(d.date or '—')}</td><td>{int(d.chunks)}</td></tr>"
+        f'<tr><td>{esc(d.title)}<span class="cqa-file cqa-meta">{esc(d.source)}</span></td>'
+        f'<td class="cqa-num">{esc(d.date or "—")}</td>'
+        f'<td class="cqa-num">{int(d.chunks)}</td></tr>'
         for d in sorted(documents, key=lambda d: d.source))
     n = len(documents)
     return (f'<div class="cqa-docs"><div class="cqa-meta">{n} file{"s" if n != 1 else ""}'
-            f"</div><table><thead><tr><th>Title</th><th>File</th><th>Date</th>"
-            f"<th>Passages</th></tr></thead><tbody>{rows}</tbody></table></div>")
+            f'</div><table><thead><tr><th>Document</th><th class="cqa-num">Date</th>'
+            f'<th class="cqa-num">Passages</th></tr></thead><tbody>{rows}</tbody></table>'
+            "</div>")
 
 
 # --- the page ---------------------------------------------------------------------------
@@ -425,8 +441,10 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             button.click(ask_example, [chatbot, history, top_k], outputs, **ask_events)
         clear.click(lambda: ("", [], []), None, outputs, api_visibility="private",
                     queue=False)
+        chatbot.clear(lambda: [], None, history, api_visibility="private", queue=False,
+                      show_progress="hidden")
         blocks.load(lambda: render_documents(assistant.index.data), None, docs,
-                    api_visibility="private", queue=False)
+                    api_visibility="private", queue=False, show_progress="hidden")
     return blocks
 
 

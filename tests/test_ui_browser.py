@@ -1,0 +1,253 @@
+"""The chat page in a real headless Chromium (Debian's /usr/bin/chromium, driven by
+playwright from PyPI) against live servers: over seeds/, and over a corpus whose
+article carries script and event-handler markup that must show as text, never run.
+
+The first tests (no browser) check the HTML rendering directly; the browser tests are
+marked `browser` and skipped when Chromium is not installed. A screenshot of the page
+goes to docs/screenshot.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from qa.api import create_app, mount_uis, serve_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SEED_FILE = re.compile(r"\b00[0-4]_[0-9a-f]{16}\.txt\b")
+NOT_ANSWERED = "The documents don't answer this question."
+# gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated.*")]
+
+PAYLOAD_ARTICLE = "\n\n".join([
+    "Zephyr harbour <b>reopens</b> <img src=x onerror=\"document.title='pwned'\">",
+    "12 March 2024",
+    "The Zephyr harbour reopened on Tuesday after a storm "
+    "<script>window.__pwned=1</script> closed it for nine days.",
+    "Harbour master Ilse Varga said the <img src=x onerror=\"window.__pwned=2\"> cranes "
+    "were undamaged and that ${window.__pwned=3} shipping would resume within a week.",
+    "The storm also flooded <a href=\"javascript:window.__pwned=4\">the fish market</a> "
+    "near the eastern quay, where repairs will take a month.",
+]) + "\n"
+OTHER_ARTICLE = """Village bakery wins regional prize
+
+The Elmstead village bakery won the regional bread prize on Saturday for its rye sourdough.
+"""
+
+
+# --- rendering, without a browser --------------------------------------------------------
+
+
+def test_rendered_answer_escapes_document_text(model, settings, tmp_path):
+    from qa.engine import Assistant
+    from ui.app import render_answer, render_documents
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "harbour.txt").write_text(PAYLOAD_ARTICLE, encoding="utf-8")
+    (corpus / "bakery.txt").write_text(OTHER_ARTICLE, encoding="utf-8")
+    assistant = Assistant.load(settings=settings.replace(corpus=corpus,
+                                                         index=tmp_path / "index"))
+    answer = assistant.ask("When did the Zephyr harbour reopen?")
+    assert answer.answerable
+    page = render_answer(answer, assistant.index.data) + render_documents(
+        assistant.index.data)
+    for raw in ("<script", "<img", "<b>", "<a href", "onerror=\"", "\"javascript:"):
+        assert raw not in page
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=&quot;document.title=&#x27;pwned&#x27;&quot;&gt;" in page
+    assert "<mark>" in page and "\n" not in page
+
+
+def test_rendered_answer_shows_sources_in_context(seeds_assistant):
+    import dataclasses
+
+    from qa.answer import Citation
+    from ui.app import citation_context, render_answer
+
+    data = seeds_assistant.index.data
+    answer = seeds_assistant.ask("Does the US support Taiwan independence?")
+    assert answer.answerable and answer.citations
+    if len(answer.citations) == 1:  # make sure "also reported by" is exercised
+        other = next(s for s in data.sentences[5:] if s.source != answer.citations[0].source)
+        extra = Citation(other.source, other.source, other.text, other.start, other.end, 0.9)
+        answer = dataclasses.replace(answer, citations=(*answer.citations, extra))
+    html = render_answer(answer, data)
+    for n, c in enumerate(answer.citations, 1):
+        before, quote, after = citation_context(c, answer.passages, data)
+        assert quote == c.quote and (before or after), "quote shown inside its passage"
+        assert f"[{n}]" in html and c.source in html
+    assert "Also reported by" in html and "confidence" in html
+    assert "ADVERTISEMENT" not in html  # boilerplate lines of the passage are left out
+
+    unanswered = seeds_assistant.ask("How many troops does China have near Taiwan?")
+    assert not unanswered.answerable
+    html = render_answer(unanswered, seeds_assistant.index.data)
+    assert NOT_ANSWERED in html.replace("&#x27;", "'")
+    assert "Related material" in html and "Sources" not in html
+
+
+# --- the page in Chromium --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+        if os.environ.get("QA_REQUIRE_BROWSER"):  # set by `make test`: CI must not skip
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright import sync_api
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _serve(assistant):
+    app, mounted = mount_uis(create_app(assistant), assistant)
+    assert mounted == ["chat"], "the chat page entry point is not installed (pip install -e .)"
+    return serve_in_thread(app)
+
+
+@pytest.fixture(scope="module")
+def seeds_url(seeds_assistant):
+    with _serve(seeds_assistant) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def payload_url(model, settings, tmp_path_factory):
+    from qa.engine import Assistant
+
+    corpus = tmp_path_factory.mktemp("payload") / "corpus"
+    corpus.mkdir()
+    (corpus / "harbour.txt").write_text(PAYLOAD_ARTICLE, encoding="utf-8")
+    (corpus / "bakery.txt").write_text(OTHER_ARTICLE, encoding="utf-8")
+    index = tmp_path_factory.mktemp("payload-index")
+    assistant = Assistant.load(settings=settings.replace(corpus=corpus, index=index))
+    with _serve(assistant) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.errors = errors
+    yield pg
+    context.close()
+
+
+def open_chat(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#cqa-question textarea", timeout=60_000)
+
+
+def bot_messages(page):
+    return page.locator('#cqa-chat [data-testid="bot"]')
+
+
+def wait_for_reply(page, before: int) -> str:
+    """Wait until a new assistant message is complete; return its text."""
+    page.wait_for_function(
+        """n => { const m = document.querySelectorAll('#cqa-chat [data-testid="bot"]');
+                  return m.length > n &&
+                         !m[m.length - 1].innerText.includes('Searching the documents'); }""",
+        arg=before, timeout=60_000)
+    return bot_messages(page).last.inner_text()
+
+
+def ask(page, question: str) -> str:
+    before = bot_messages(page).count()
+    page.fill("#cqa-question textarea", question)
+    page.press("#cqa-question textarea", "Enter")
+    return wait_for_reply(page, before)
+
+
+@pytest.mark.browser
+def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url):
+    open_chat(page, seeds_url)
+    title = page.title()
+    assert title == "cited-qa"
+    docs = page.inner_text("#cqa-docs")
+    assert "5 files" in docs and "000_61a2b7113e9c39af.txt" in docs
+
+    reply = ask(page, "Does the US support Taiwan independence?")
+    assert "Taiwan" in reply and "independence" in reply
+    assert "[1]" in reply and "SOURCES" in reply.upper()
+    cited = SEED_FILE.findall(reply)
+    assert cited and cited[0][:4] in ("000_", "001_", "003_")
+    assert re.search(r"confidence \d+%", reply)
+    marks = bot_messages(page).last.locator("mark")
+    assert marks.count() >= 1 and "Taiwan" in marks.first.inner_text()
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    reply = ask(page, "What did he say about North Korea?")
+    assert re.search(r"North Korea|DPRK|Pyongyang", reply), reply
+    assert SEED_FILE.search(reply)
+
+    reply = ask(page, "How many troops does China have near Taiwan?")
+    assert NOT_ANSWERED in reply
+    assert "RELATED MATERIAL" in reply.upper()
+    assert page.title() == title and not page.errors
+
+
+@pytest.mark.browser
+def test_example_button_and_error_messages(page, seeds_url):
+    open_chat(page, seeds_url)
+    before = bot_messages(page).count()
+    page.get_by_role("button", name="Who did Blinken meet in Beijing?").click()
+    reply = wait_for_reply(page, before)
+    assert "Blinken" in reply and SEED_FILE.search(reply)
+
+    reply = ask(page, "why " * 300)
+    assert "limit is 1000" in reply and "Traceback" not in reply
+
+    before = bot_messages(page).count()
+    page.fill("#cqa-question textarea", "   ")
+    page.click("#cqa-ask")
+    reply = wait_for_reply(page, before)
+    assert "Please type a question" in reply
+
+    # the page still answers after errors
+    reply = ask(page, "Does the US support Taiwan independence?")
+    assert SEED_FILE.search(reply) and not page.errors
+
+
+@pytest.mark.browser
+def test_markup_in_articles_and_questions_never_runs(page, payload_url):
+    open_chat(page, payload_url)
+    title = page.title()
+    reply = ask(page, "When did the Zephyr harbour reopen?")
+    assert "<script>window.__pwned=1</script>" in reply  # shown as text
+    assert "<img src=x onerror=\"document.title='pwned'\">" in reply  # the title, as text
+    reply = ask(page, "What did Ilse Varga say about the cranes?")
+    assert "${window.__pwned=3}" in reply
+    ask(page, "What flooded near the eastern quay?")
+    reply = ask(page, '<img src=x onerror="window.__pwned=5"> who won the chess final?')
+    assert NOT_ANSWERED in reply
+    page.wait_for_timeout(500)  # give any injected handler the chance to fire
+
+    assert page.title() == title == "cited-qa"
+    assert page.evaluate("() => typeof window.__pwned") == "undefined"
+    chat = page.locator("#cqa-chat")
+    assert chat.locator("img").count() == 0 and chat.locator("script").count() == 0
+    assert page.locator("a[href^='javascript']").count() == 0
+    assert page.locator("#cqa-docs img").count() == 0
+    assert "<b>reopens</b>" in page.inner_text("#cqa-docs")
+    user_text = page.locator('#cqa-chat [data-testid="user"]').last.inner_text()
+    assert '<img src=x onerror="window.__pwned=5">' in user_text
+    assert not page.errors
