@@ -82,6 +82,30 @@ def _mismatch(manifest: dict | None, config: IndexConfig, dim: int | None) -> st
     return None
 
 
+def staleness(corpus: Path, index_dir: Path, config: IndexConfig,
+              exclude: tuple[str, ...] = ()) -> str | None:
+    """Why the index at `index_dir` doesn't reflect `corpus` under `config`, or None if
+    it does: no index yet, other settings, or files added, changed or deleted since.
+
+    Reads the manifest and hashes the corpus files; loads nothing else.
+    """
+    manifest = store.read_manifest(index_dir)
+    if manifest is None:
+        return "no index yet" if store.current_generation(index_dir) is None else (
+            "the index has no readable manifest")
+    reason = _mismatch(manifest, config, None)
+    if reason:
+        return reason
+    indexed = manifest.get("files") or {}
+    current = {source: file_sha256(path) for path, source in list_files(corpus, exclude)}
+    if set(current) - set(indexed):
+        return f"{len(set(current) - set(indexed))} file(s) not indexed yet"
+    if set(indexed) - set(current):
+        return f"{len(set(indexed) - set(current))} indexed file(s) deleted"
+    changed = [s for s, h in current.items() if h != indexed[s]]
+    return f"{len(changed)} file(s) changed" if changed else None
+
+
 def _encode_all(model_loader: Callable, texts: list[str], batch_size: int,
                 progress: bool) -> np.ndarray:
     from embeddings.encoder import encode

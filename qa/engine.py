@@ -21,7 +21,7 @@ import numpy as np
 
 from embeddings import store
 from embeddings.chunking import Sentence
-from embeddings.indexer import BuildReport, build_index
+from embeddings.indexer import BuildReport, build_index, staleness
 from embeddings.lexical import BM25, tokenize
 from qa.answer import (
     Answer,
@@ -139,10 +139,12 @@ class Assistant:
     def load(cls, corpus: str | Path | None = None, index: str | Path | None = None, *,
              settings: Settings | None = None, update: bool | None = None,
              progress: bool = False, **overrides) -> Assistant:
-        """Load the model and the index, building the index first if there is none.
+        """Load the model and the index, building or updating the index first if it
+        doesn't reflect the corpus (missing, other model or chunker settings, files
+        added, changed or deleted).
 
-        update: True brings the index up to date with the corpus first; False never
-        builds; None (default) builds only when no index exists yet.
+        update: True always runs the (incremental) build first; False never builds;
+        None (default) builds only when the index is stale.
         """
         from embeddings.encoder import load_model
 
@@ -156,8 +158,13 @@ class Assistant:
             changes["index"] = Path(index).expanduser()
         settings = base.replace(**changes) if changes else base
         model = load_model(settings.model)
-        exists = store.current_generation(settings.index_dir) is not None
-        if update or (update is None and not exists):
+        stale = None
+        if update is None:
+            stale = staleness(settings.corpus, settings.index_dir, settings.index_config(),
+                              settings.exclude)
+        if update or stale:
+            if stale and stale != "no index yet":
+                log.warning("updating the index: %s", stale)
             report = ensure_index(settings, progress=progress, model=model)
             log.info("%s", report.summary())
         loaded = _load(settings.index_dir)

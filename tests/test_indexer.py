@@ -97,3 +97,24 @@ def test_damaged_index_is_rebuilt_by_the_next_build(tmp_path, model):
     report = _build(corpus, index, model)
     assert report.wrote and "unusable" in report.rebuilt
     store.load_index(index)  # loads again
+
+
+def test_loading_updates_a_stale_index_by_itself(tmp_path, model):
+    from embeddings.indexer import staleness
+    from qa.engine import Assistant
+    from qa.settings import Settings
+
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    settings = Settings.load(env={}, corpus=corpus, index=tmp_path / "index")
+    config = settings.index_config()
+    assert staleness(corpus, settings.index_dir, config) == "no index yet"
+    Assistant.load(settings=settings)
+    assert staleness(corpus, settings.index_dir, config) is None
+    (corpus / "harbor.txt").write_text("The harbor in Valparaiso stayed closed all week.",
+                                       encoding="utf-8")
+    assert staleness(corpus, settings.index_dir, config) == "1 file(s) changed"
+    answer = Assistant.load(settings=settings).ask("Is the harbor in Valparaiso open?")
+    assert "stayed closed" in answer.answer
+    other = settings.replace(chunk_tokens=64, chunk_overlap=8)
+    assert staleness(corpus, settings.index_dir, other.index_config()) == (
+        "chunker settings changed")
