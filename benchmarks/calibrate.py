@@ -88,21 +88,9 @@ def accuracy(rows, t: float) -> float:
     return right / len(rows)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", action="append", metavar="CORPUS=QUESTIONS",
-                        help="a corpus folder and its question set (repeatable)")
-    parser.add_argument("--limit", type=int, help="first N questions of each set")
-    parser.add_argument("--dry-run", action="store_true", help="report, don't write")
-    args = parser.parse_args()
-    specs = args.set or DEFAULT_SETS
-    began = time.time()
-    sets = []
-    for spec in specs:
-        corpus, _, questions = spec.partition("=")
-        sets.append(collect(Path(corpus), Path(questions), args.limit))
-        print(f"collected {len(sets[-1])} questions from {questions}", file=sys.stderr)
-    # weight each set equally in the fit
+def fit_and_choose(sets, keep: list[int] | None = None):
+    """Fit on all sets (each weighing the same) and pick the threshold; `keep` lists the
+    feature columns to use (others are zeroed). Returns (weights, threshold, outcomes)."""
     X, y, wts = [], [], []
     for questions in sets:
         n = sum(len(c) for _, c in questions) or 1
@@ -112,10 +100,64 @@ def main() -> int:
                 y.append(label)
                 wts.append(1.0 / n)
     X, y = np.array(X, dtype=np.float64), np.array(y, dtype=np.float64)
+    if keep is not None:
+        mask = np.zeros(X.shape[1])
+        mask[keep] = 1.0
+        X = X * mask
+        sets = [[(a, [(np.asarray(f) * mask, lab) for f, lab in c]) for a, c in qs]
+                for qs in sets]
     w = fit(X, y, np.array(wts))
     per_set = outcomes(sets, w)
     grid = [i / 100 for i in range(1, 100)]
     best_t = max(grid, key=lambda t: sum(accuracy(rows, t) for rows in per_set))
+    return w, best_t, per_set
+
+
+def _scores(rows, t: float) -> tuple[float, float, float, float]:
+    """(accuracy@1, abstain on unanswerable, false abstention, top candidate right)."""
+    a = [r for r in rows if r[1]]
+    u = [r for r in rows if not r[1]]
+    return (sum(1 for c, _, ok in a if ok and c >= t) / max(len(a), 1),
+            sum(1 for c, *_ in u if c < t) / max(len(u), 1),
+            sum(1 for c, *_ in a if c < t) / max(len(a), 1),
+            sum(1 for _, _, ok in a if ok) / max(len(a), 1))
+
+
+def ablation_table(sets, specs) -> str:
+    """Markdown table: each set's scores with all features and with each one left out."""
+    names = [Path(s.split("=")[1]).parent.name for s in specs]
+    head = "| features | " + " | ".join(
+        f"{n}: acc@1 / abstain / false abst. / top right" for n in names) + " |"
+    lines = [head, "|---" * (len(names) + 1) + "|"]
+    variants = [("all", None)] + [(f"without {f}", [i for i in range(len(FEATURES)) if i != k])
+                                  for k, f in enumerate(FEATURES)]
+    for label, keep in variants:
+        _, t, per_set = fit_and_choose(sets, keep)
+        cells = [" / ".join(f"{v:.3f}" for v in _scores(rows, t)) for rows in per_set]
+        lines.append(f"| {label} (t={t:.2f}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", action="append", metavar="CORPUS=QUESTIONS",
+                        help="a corpus folder and its question set (repeatable)")
+    parser.add_argument("--limit", type=int, help="first N questions of each set")
+    parser.add_argument("--dry-run", action="store_true", help="report, don't write")
+    parser.add_argument("--ablate", action="store_true",
+                        help="refit without each feature in turn and print a table (no write)")
+    args = parser.parse_args()
+    specs = args.set or DEFAULT_SETS
+    began = time.time()
+    sets = []
+    for spec in specs:
+        corpus, _, questions = spec.partition("=")
+        sets.append(collect(Path(corpus), Path(questions), args.limit))
+        print(f"collected {len(sets[-1])} questions from {questions}", file=sys.stderr)
+    w, best_t, per_set = fit_and_choose(sets)
+    if args.ablate:
+        print(ablation_table(sets, specs))
+        return 0
     report = {
         "features": list(FEATURES),
         "weights": [round(float(v), 4) for v in w[:-1]],
@@ -128,14 +170,10 @@ def main() -> int:
     }
     for spec, rows in zip(specs, per_set, strict=True):
         name = Path(spec.split("=")[1]).parent.name + "/" + Path(spec.split("=")[1]).name
-        a = [r for r in rows if r[1]]
-        u = [r for r in rows if not r[1]]
-        answered_right = sum(1 for c, _, ok in a if ok and c >= best_t) / max(len(a), 1)
-        abstained = sum(1 for c, *_ in u if c < best_t) / max(len(u), 1)
-        top_right = sum(1 for _, _, ok in a if ok) / max(len(a), 1)
-        print(f"{name}: accuracy {accuracy(rows, best_t):.3f}, answerable correct "
-              f"{answered_right:.3f}, abstain on unanswerable {abstained:.3f}, "
-              f"top candidate right {top_right:.3f}")
+        acc1, abstained, false_abst, top_right = _scores(rows, best_t)
+        print(f"{name}: accuracy {accuracy(rows, best_t):.3f}, accuracy@1 {acc1:.3f}, "
+              f"abstain on unanswerable {abstained:.3f}, false abstention "
+              f"{false_abst:.3f}, top candidate right {top_right:.3f}")
     print(json.dumps(report, indent=2))
     print(f"({time.time() - began:.0f} s)", file=sys.stderr)
     if not args.dry_run:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import write_corpus
 
 from qa.api import MAX_BODY_BYTES, create_app, mount_uis, serve_in_thread
 
@@ -57,13 +58,6 @@ QUESTIONS = {
     "What did Ilse Varga say about the cranes?": ("harbour.txt", "cranes"),
 }
 UNANSWERABLE = "Who won the national chess championship final?"
-
-
-def write_corpus(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_bytes(text.encode("utf-8"))
-    return folder
 
 
 def file_text(corpus: Path, source: str) -> str:
