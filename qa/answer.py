@@ -117,7 +117,8 @@ _DATE_Q = re.compile(
     r"\bwhen\b|\b(?:what|which|in what) (?:year|years|date|day|month|century|decade|time|period"
     r"|era)\b|\bhow long ago\b", re.I)
 _PERSON_Q = re.compile(
-    r"\bwho(?:m|se)?\b|\b(?:which|what)(?:\s+\w+)?\s+(?:president|leader|minister|secretary"
+    r"\bwho(?:m|se)?\b|\bwhat (?:is|was|are|were) the names? of\b"
+    r"|\b(?:which|what)(?:\s+\w+)?\s+(?:president|leader|minister|secretary"
     r"|official|spokesman|spokeswoman|spokesperson|king|queen|emperor|person|man|woman|general"
     r"|author|founder|ruler|duke|pope|bishop|diplomat|envoy|ambassador|politician|chancellor"
     r"|premier|governor|senator|mayor|commander|scientist|writer|composer|artist|player)s?\b",

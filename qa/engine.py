@@ -89,12 +89,14 @@ def contextualize(question: str, history: Sequence[dict] | None) -> str:
     own = set(content)
     names = []
     for name in re.findall(r"\b[A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*", previous):
-        words = [w for w in name.split() if w.lower() not in _NOT_NAMES]
+        words = [re.sub(r"['’]s$", "", w) for w in name.split() if w.lower() not in _NOT_NAMES]
         if words and not set(tokenize(" ".join(words))) <= own:
             names.append(" ".join(words))
     names = list(dict.fromkeys(names))
     if names and _PERSONAL.search(question):
-        names = names[:1]
+        # "he"/"she" point at a person: skip acronyms such as "US" or "UN"
+        people = [n for n in names if not n.isupper()]
+        names = people[:1] or names[:1]
     if not names:
         names = [w for w in re.findall(r"\w+", previous)
                  if tokenize(w) and not set(tokenize(w)) <= own][:4]

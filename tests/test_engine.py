@@ -57,3 +57,8 @@ def test_python_api_loads_from_the_package(seeds_assistant):
     assert set(d) == {"answer", "answerable", "confidence", "citations", "passages"}
     assert set(d["citations"][0]) == {"source", "title", "quote", "start", "end", "score"}
     assert set(d["passages"][0]) >= {"source", "text", "start", "end", "score"}
+
+
+def test_personal_pronoun_skips_acronyms():
+    history = [{"question": "Does the US support Blinken's statement?", "answer": "…"}]
+    assert contextualize("What did he say about North Korea?", history).endswith("(Blinken)")
