@@ -8,6 +8,7 @@ don't contain one. Every citation's quote is `file_text[start:end]` of its sourc
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -287,10 +288,14 @@ def apply_threshold(answer: Answer, threshold: float) -> Answer:
 
 
 def _span_quote(data: IndexData, first: int, last: int) -> tuple[int, int, str] | None:
-    """(start, end, quote) covering sentences first..last, if one chunk holds them all."""
+    """(start, end, quote) covering sentences first..last, if one chunk holds them all.
+
+    Chunks are stored in sentence order, so the candidates are found by bisection.
+    """
     a, b = data.sentences[first], data.sentences[last]
-    for c in data.chunks:  # small scan only happens for two-sentence answers
-        if c.source == a.source and c.start <= a.start and b.end <= c.end:
+    k = bisect.bisect_right(data.chunks, first, key=lambda c: c.first)
+    for c in data.chunks[max(0, k - 3) : k]:
+        if c.first <= first and last <= c.last:
             return a.start, b.end, c.text[a.start - c.start : b.end - c.start]
     return None
 

@@ -104,3 +104,15 @@ def test_top_k_and_passage_order(seeds_assistant):
     assert len(answer.passages) == 3
     scores = [p.score for p in answer.passages]
     assert scores == sorted(scores, reverse=True) and scores[0] <= 1.0
+
+
+def test_two_sentence_quotes_come_from_one_chunk(seeds_assistant):
+    from qa.answer import _span_quote
+
+    data = seeds_assistant.index.data
+    for c in data.chunks:
+        for i in range(c.first, c.last):
+            start, end, quote = _span_quote(data, i, i + 1)
+            assert quote == c.text[start - c.start : end - c.start]
+            assert quote.startswith(data.sentences[i].text)
+            assert quote.endswith(data.sentences[i + 1].text)
