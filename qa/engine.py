@@ -118,14 +118,22 @@ def _load(index_dir: Path) -> LoadedIndex:
     return LoadedIndex(data, bm25, vectors, titles, SentenceTokens(data))
 
 
-def ensure_index(settings: Settings, progress: bool = False, model=None) -> BuildReport:
-    """Build or update the index of `settings.corpus` (incremental); return the report."""
-    from embeddings.encoder import load_model
-
+def ensure_index(settings: Settings, progress: bool = False, model=None,
+                 rebuild: bool = False) -> BuildReport:
+    """Build or update the index of `settings.corpus` (incremental, or everything with
+    `rebuild`); return the report. `model` defaults to the settings' encoder."""
     return build_index(
         settings.corpus, settings.index_dir, settings.index_config(),
-        (lambda: model) if model is not None else (lambda: load_model(settings.model)),
-        batch_size=settings.batch_size, exclude=settings.exclude, progress=progress)
+        (lambda: model) if model is not None else (lambda: load_encoder_for(settings)),
+        batch_size=settings.batch_size, exclude=settings.exclude, progress=progress,
+        rebuild=rebuild)
+
+
+def load_encoder_for(settings: Settings):
+    """The text encoder the settings ask for (loaded once per process)."""
+    from embeddings.encoder import load_encoder
+
+    return load_encoder(settings.model, settings.encoder)
 
 
 class Assistant:
@@ -148,8 +156,6 @@ class Assistant:
         update: True always runs the (incremental) build first; False never builds;
         None (default) builds only when the index is stale.
         """
-        from embeddings.encoder import load_model
-
         base = settings or Settings.load()
         changes = {k: v for k, v in overrides.items() if v is not None}
         if corpus is not None:
@@ -159,7 +165,7 @@ class Assistant:
         if index is not None:
             changes["index"] = Path(index).expanduser()
         settings = base.replace(**changes) if changes else base
-        model = load_model(settings.model)
+        model = load_encoder_for(settings)
         stale = None
         if update is None:
             stale = staleness(settings.corpus, settings.index_dir, settings.index_config(),

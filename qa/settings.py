@@ -38,6 +38,7 @@ class Settings:
     corpus: Path = DEFAULT_CORPUS
     index: Path | None = None  # None: default_index_dir(corpus)
     model: str = "all-MiniLM-L6-v2"  # a local folder, or a hub name (needs the internet)
+    encoder: str = "auto"  # torch | onnx | onnx-int8 | auto (onnx fp32 when available)
     chunk_tokens: int = 128  # target chunk size
     chunk_overlap: int = 32  # tokens shared by consecutive chunks
     sentence_max_tokens: int = 96  # longer sentences are cut at word boundaries
@@ -106,6 +107,9 @@ class Settings:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.dense_weight < 0 or self.bm25_weight < 0:
             raise ValueError("retrieval weights must not be negative")
+        if self.encoder not in ("auto", "torch", "onnx", "onnx-int8"):
+            raise ValueError(f"encoder must be auto, torch, onnx or onnx-int8, got "
+                             f"{self.encoder!r}")
         if self.api_concurrency is not None and self.api_concurrency < 1:
             raise ValueError(f"api_concurrency must be at least 1, got {self.api_concurrency}")
         if self.top_k > 50:

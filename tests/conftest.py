@@ -34,10 +34,11 @@ def settings():
 
 @pytest.fixture(scope="session")
 def model(settings):
-    """The real sentence-transformers model (all-MiniLM-L6-v2, bundled offline)."""
-    from embeddings.encoder import load_model
+    """The real model (all-MiniLM-L6-v2, bundled offline) through the encoder the product
+    uses by default (ONNX Runtime, exported once into this session's QA_HOME)."""
+    from qa.engine import load_encoder_for
 
-    return load_model(settings.model)
+    return load_encoder_for(settings)
 
 
 @pytest.fixture(scope="session")
