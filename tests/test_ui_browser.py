@@ -3,8 +3,9 @@ playwright from PyPI) against live servers: over seeds/, and over a corpus whose
 article carries script and event-handler markup that must show as text, never run.
 
 The first tests (no browser) check the HTML rendering directly; the browser tests are
-marked `browser` and skipped when Chromium is not installed. A screenshot of the page
-goes to docs/screenshot.png.
+marked `browser` and skipped when Chromium is not installed. A screenshot of the page is
+saved in the test's temporary folder; with QA_UPDATE_SCREENSHOT=1 it replaces
+docs/screenshot.png (the README's picture).
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def ask(page, question: str) -> str:
 
 
 @pytest.mark.browser
-def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url):
+def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url, tmp_path_factory):
     open_chat(page, seeds_url)
     title = page.title()
     assert title == "cited-qa"
@@ -193,7 +194,11 @@ def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url):
     assert re.search(r"confidence \d+%", reply)
     marks = bot_messages(page).last.locator("mark")
     assert marks.count() >= 1 and "Taiwan" in marks.first.inner_text()
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    shot = tmp_path_factory.mktemp("shots") / "screenshot.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("QA_UPDATE_SCREENSHOT"):
+        SCREENSHOT.write_bytes(shot.read_bytes())
 
     reply = ask(page, "What did he say about North Korea?")
     assert re.search(r"North Korea|DPRK|Pyongyang", reply), reply
