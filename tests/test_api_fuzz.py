@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from qa.api import create_app, serve_in_thread
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none() | st.booleans() | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children,
                                                                        max_size=3),
     max_leaves=8)
