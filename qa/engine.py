@@ -113,6 +113,11 @@ class LoadedIndex:
 
 
 def _load(index_dir: Path) -> LoadedIndex:
+    import faiss
+
+    # One question searches one vector: FAISS threads only add hand-off cost (and fight
+    # the encoder for the cores), so answer-time search runs on one thread.
+    faiss.omp_set_num_threads(1)
     data, bm25, vectors = store.load_index(index_dir)
     titles = {d.source: d.title for d in data.documents}
     return LoadedIndex(data, bm25, vectors, titles, SentenceTokens(data))

