@@ -34,10 +34,20 @@ def _stemmer():
         return None
 
 
-@lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
-    stemmer = _stemmer()
-    return stemmer.stemWord(word) if stemmer else word
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_STEMS: dict[str, str] = {}  # word -> stem, filled as words are met (a few MB at most)
+
+
+def _stem_all(words: list[str]) -> list[str]:
+    """Stems of `words`, each new word stemmed once per process (in one C call)."""
+    new = [w for w in dict.fromkeys(words) if w not in _STEMS]
+    if new:
+        stemmer = _stemmer()
+        stems = stemmer.stemWords(new) if stemmer else new
+        if len(_STEMS) > 500_000:
+            _STEMS.clear()
+        _STEMS.update(zip(new, stems, strict=True))
+    return [_STEMS[w] for w in words]
 
 
 def tokenize(text: str, keep_stopwords: bool = False) -> list[str]:
@@ -45,16 +55,20 @@ def tokenize(text: str, keep_stopwords: bool = False) -> list[str]:
 
     Possessives lose their "'s"; CJK characters count as one token each.
     """
-    out = []
-    for m in _WORD.finditer(text.lower()):
-        word = re.sub(r"['’]s$", "", m.group())
+    words = []
+    for word in _WORD.findall(text.lower()):
+        if word.endswith(("'s", "’s")):
+            word = word[:-2]
         if not keep_stopwords and word in STOPWORDS:
             continue
-        if re.search(r"[\u3400-\u9fff]", word):
-            out.extend(ch for ch in word)
+        if not word.isascii() and _CJK.search(word):
+            words.extend(word)  # one token per CJK character (never stemmed)
             continue
-        out.append(_stem(word))
-    return out
+        words.append(word)
+    if not words:
+        return []
+    # CJK characters pass through the stemmer unchanged, so one call serves all.
+    return _stem_all(words)
 
 
 def _bm25s():
