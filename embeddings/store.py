@@ -9,7 +9,8 @@ Layout of an index folder::
         documents.jsonl        one line per file: source, title, date, sha256, counts
         chunks.jsonl           one line per chunk: source, start, end, tokens, sentences, text
         sentences.jsonl        one line per sentence: source, start, end, text
-        vectors.faiss          FAISS index of the chunk vectors (inner product = cosine)
+        vectors.faiss          FAISS index of the chunk vectors (inner product = cosine):
+                               exact (IndexFlatIP), or IVF-Flat above APPROXIMATE_ABOVE
         sentence_vectors.npy   float32 (n_sentences, dim), unit length
         bm25/                  bm25s files (json + npy) over the chunk texts
       .lock                    held by a running `qa index`
@@ -41,6 +42,10 @@ from embeddings.lexical import BM25
 FORMAT_VERSION = 1
 CURRENT = "current"
 LOCK = ".lock"
+# Above this many chunk vectors the store switches from exact search to IVF-Flat: exact
+# search costs ~0.12 ms per 1,000 vectors per question here (11.6 ms at 100k, ~125 ms at
+# 1M), IVF-Flat ~2 ms at 1M with recall@10 >= 0.99 (docs/benchmarks.md, vector_scale.py).
+APPROXIMATE_ABOVE = 100_000
 
 
 class IndexUnusable(ValueError):
@@ -82,11 +87,16 @@ class IndexData:
 
 
 def make_manifest(model: str, dim: int, chunker: dict, documents: list[DocumentRecord],
-                  n_chunks: int, n_sentences: int, seconds: float) -> dict:
-    """The manifest of a generation. `seconds` is the build's wall time."""
+                  n_chunks: int, n_sentences: int, seconds: float, *,
+                  encoder: str = "auto", backend: str | None = None) -> dict:
+    """The manifest of a generation. `seconds` is the build's wall time; `encoder` is
+    the backend asked for ("auto", "onnx-int8", ...), `backend` the one that embedded
+    the newest vectors."""
     return {
         "format_version": FORMAT_VERSION,
         "model": model,
+        "encoder": encoder,
+        "backend": backend,
         "dimension": dim,
         "chunker": chunker,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -179,11 +189,46 @@ def clean_leftovers(index_dir: Path) -> list[str]:
     return removed
 
 
-def write_index(index_dir: Path, data: IndexData, bm25: BM25) -> Path:
+def ivf_shape(n: int) -> tuple[int, int]:
+    """(lists, lists probed per query) of the IVF-Flat index for n vectors: about
+    4·sqrt(n) lists (a power of two, 256..2048), 1/64 of them probed (at least 16)."""
+    nlist = int(min(2048, max(256, 2 ** round(np.log2(4 * np.sqrt(max(n, 1)))))))
+    return nlist, max(16, nlist // 64)
+
+
+def vector_index(vectors: np.ndarray, dim: int,
+                 approximate_above: int = APPROXIMATE_ABOVE) -> tuple[object, dict]:
+    """A FAISS inner-product index over `vectors` (n, dim) float32 unit rows, and its
+    description for the manifest: exact IndexFlatIP up to `approximate_above` vectors,
+    IVF-Flat (`ivf_shape`, k-means on at most 64 vectors per list, seeded) above."""
+    import faiss
+
+    n = len(vectors)
+    if n <= approximate_above:
+        index = faiss.IndexFlatIP(dim)
+        if n:
+            index.add(vectors)
+        return index, {"type": "flat"}
+    nlist, nprobe = ivf_shape(n)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 10
+    index.cp.seed = 1
+    sample = np.random.default_rng(1).choice(n, min(n, 64 * nlist), replace=False)
+    index.train(vectors[np.sort(sample)])
+    index.add(vectors)
+    index.nprobe = nprobe
+    return index, {"type": "ivf-flat", "lists": nlist, "probes": nprobe}
+
+
+def write_index(index_dir: Path, data: IndexData, bm25: BM25,
+                approximate_above: int = APPROXIMATE_ABOVE) -> Path:
     """Write `data` as a new generation and make it the live one; return its folder.
 
     Call only while holding the lock. The previous generation stays live until the
-    final atomic rename of the `current` link, and is removed after it.
+    final atomic rename of the `current` link, and is removed after it. The chunk
+    vectors go into an exact FAISS index, or an approximate one above
+    `approximate_above` vectors (`vector_index`; the manifest's "vector_index" says
+    which).
     """
     import faiss
 
@@ -200,9 +245,9 @@ def write_index(index_dir: Path, data: IndexData, bm25: BM25) -> Path:
         {"source": s.source, "start": s.start, "end": s.end, "text": s.text}
         for s in data.sentences))
     checkpoint("wrote-sentences")
-    vectors = faiss.IndexFlatIP(data.manifest["dimension"])
-    if len(data.chunk_vectors):
-        vectors.add(data.chunk_vectors)
+    vectors, kind = vector_index(data.chunk_vectors, data.manifest["dimension"],
+                                 approximate_above)
+    data.manifest["vector_index"] = kind
     faiss.write_index(vectors, str(tmp / "vectors.faiss"))
     checkpoint("wrote-vectors")
     with open(tmp / "sentence_vectors.npy", "wb") as f:
@@ -300,6 +345,10 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
         sentences = tuple(Sentence(r["source"], r["start"], r["end"], r["text"])
                           for r in _read_jsonl(gen / "sentences.jsonl"))
         vectors = faiss.read_index(str(gen / "vectors.faiss"))
+        if isinstance(vectors, faiss.IndexIVF):
+            vectors.nprobe = int(manifest.get("vector_index", {}).get("probes",
+                                                                      vectors.nprobe))
+            vectors.make_direct_map()  # so reconstruct_n below works
         sentence_vectors = np.load(gen / "sentence_vectors.npy", allow_pickle=False)
         bm25 = BM25.load(gen / "bm25")
     except IndexUnusable:

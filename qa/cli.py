@@ -108,16 +108,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
     print(f"indexing {settings.corpus} -> {settings.index_dir}", file=sys.stderr)
-    from embeddings.encoder import load_model
-    from embeddings.indexer import build_index
-
-    if args.rebuild:
-        report = build_index(settings.corpus, settings.index_dir, settings.index_config(),
-                             lambda: load_model(settings.model), batch_size=settings.batch_size,
-                             exclude=settings.exclude, rebuild=True,
-                             progress=not args.quiet)
-    else:
-        report = ensure_index(settings, progress=not args.quiet)
+    report = ensure_index(settings, progress=not args.quiet, rebuild=args.rebuild)
     if report.rebuilt and report.rebuilt != "rebuild requested":
         print(f"rebuilt the whole index: {report.rebuilt}", file=sys.stderr)
     print(report.summary())

@@ -131,7 +131,7 @@ def ensure_index(settings: Settings, progress: bool = False, model=None,
         settings.corpus, settings.index_dir, settings.index_config(),
         (lambda: model) if model is not None else (lambda: load_encoder_for(settings)),
         batch_size=settings.batch_size, exclude=settings.exclude, progress=progress,
-        rebuild=rebuild)
+        rebuild=rebuild, approximate_above=settings.approximate_above)
 
 
 def load_encoder_for(settings: Settings):

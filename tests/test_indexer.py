@@ -24,9 +24,9 @@ def _build(corpus, index, model, **kw):
 
 
 def _texts_embedded_for(index, source):
+    """Each chunk goes through the model once; its sentences are pooled from it."""
     data, _, _ = store.load_index(index)
-    rec = next(d for d in data.documents if d.source == source)
-    return rec.chunks + rec.sentences
+    return next(d for d in data.documents if d.source == source).chunks
 
 
 def test_add_change_delete_only_reembeds_what_changed(tmp_path, model):
@@ -118,3 +118,60 @@ def test_loading_updates_a_stale_index_by_itself(tmp_path, model):
     other = settings.replace(chunk_tokens=64, chunk_overlap=8)
     assert staleness(corpus, settings.index_dir, other.index_config()) == (
         "chunker settings changed")
+
+
+def test_sentence_vectors_are_pooled_from_every_chunk_that_holds_them(tmp_path, model):
+    import numpy as np
+
+    text = " ".join(f"Sentence {n} says the ferry to island {n} left at {n} o'clock."
+                    for n in range(12))
+    corpus = write_corpus(tmp_path / "corpus", {"ferries.txt": text})
+    index = tmp_path / "index"
+    config = IndexConfig(model="all-MiniLM-L6-v2", chunk_tokens=64, chunk_overlap=40)
+    report = build_index(corpus, index, config, lambda: model)
+    data, _, _ = store.load_index(index)
+    assert report.embedded == len(data.chunks) > 2  # one model pass per chunk, no more
+    spans = [[(s.start - c.start, s.end - c.start)
+              for s in data.sentences[c.first : c.last + 1]] for c in data.chunks]
+    chunk_vectors, pooled = model.encode_spans([c.text for c in data.chunks], spans)
+    np.testing.assert_allclose(data.chunk_vectors, chunk_vectors, atol=1e-5)
+    expected = np.zeros_like(data.sentence_vectors)
+    for c, rows in zip(data.chunks, pooled, strict=True):
+        expected[c.first : c.last + 1] += rows
+    shared = {i for c in data.chunks for i in range(c.first, c.last + 1)
+              if sum(d.first <= i <= d.last for d in data.chunks) > 1}
+    assert shared  # the overlap puts some sentences in two chunks
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(data.sentence_vectors, expected, atol=1e-5)
+    assert data.manifest["backend"] == model.backend
+    assert data.manifest["encoder"] == "auto"
+
+
+def test_a_model_without_token_access_embeds_sentences_on_their_own(tmp_path, model):
+    import numpy as np
+
+    from embeddings.encoder import encode
+
+    class Plain:  # the sentence-transformers surface only: encode() and a dimension
+        def encode(self, texts, batch_size=32, **kw):
+            return encode(model, list(texts), batch_size)
+
+        def get_embedding_dimension(self):
+            return model.dim
+
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    report = build_index(corpus, tmp_path / "index", IndexConfig(model="all-MiniLM-L6-v2"),
+                         Plain)
+    data, _, _ = store.load_index(tmp_path / "index")
+    assert report.embedded == len(data.chunks) + len(data.sentences)
+    np.testing.assert_allclose(data.sentence_vectors,
+                               encode(model, [s.text for s in data.sentences]), atol=1e-5)
+
+
+def test_another_encoder_backend_rebuilds_with_a_reason(tmp_path, model):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    index = tmp_path / "index"
+    _build(corpus, index, model)
+    report = build_index(corpus, index, IndexConfig(model="all-MiniLM-L6-v2",
+                                                    encoder="onnx-int8"), lambda: model)
+    assert report.rebuilt == "encoder changed: auto -> onnx-int8"

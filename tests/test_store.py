@@ -130,3 +130,35 @@ def test_second_writer_is_refused_with_a_message(tmp_path):
         holder.join(10)
     with store.locked(tmp_path):  # free again
         assert os.path.exists(tmp_path / ".lock")
+
+
+def test_small_indexes_search_exactly_and_big_ones_switch_to_ivf(tmp_path):
+    import faiss
+
+    small = make_data({"a.txt": "Alpha one. Alpha two."})
+    write(tmp_path / "small", small)
+    _, _, vectors = store.load_index(tmp_path / "small")
+    assert isinstance(vectors, faiss.IndexFlatIP)
+    assert store.read_manifest(tmp_path / "small")["vector_index"] == {"type": "flat"}
+
+    text = " ".join(f"Line {n} is here." for n in range(3000))
+    big = make_data({"long.txt": text})
+    n = len(big.chunks)
+    assert n > 256  # more than the smallest number of IVF lists
+    with store.locked(tmp_path / "big"):
+        store.write_index(tmp_path / "big", big, BM25.build([c.text for c in big.chunks]),
+                          approximate_above=n - 1)
+    lists, probes = store.ivf_shape(n)
+    assert store.read_manifest(tmp_path / "big")["vector_index"] == {
+        "type": "ivf-flat", "lists": lists, "probes": probes}
+    loaded, _, vectors = store.load_index(tmp_path / "big")
+    assert isinstance(vectors, faiss.IndexIVFFlat) and vectors.nprobe == probes
+    np.testing.assert_array_equal(loaded.chunk_vectors, big.chunk_vectors)
+    _, ids = vectors.search(big.chunk_vectors[:50], 1)
+    assert ids[:, 0].tolist() == list(range(50))  # each vector finds itself first
+
+
+def test_ivf_shape_grows_with_the_collection():
+    assert store.ivf_shape(100_001) == (1024, 16)
+    assert store.ivf_shape(1_000_000) == (2048, 32)
+    assert store.ivf_shape(10) == (256, 16)
