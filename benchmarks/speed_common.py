@@ -1,4 +1,4 @@
-"""Helpers shared by the speed benchmarks (encoder_speed, ceiling, vector_scale).
+"""Helpers shared by the speed benchmarks (encoder_speed, ceiling, vector_scale, speed).
 
 Each benchmark prints a small table and, last, one JSON line. The machine is shared with
 other work: `machine()` records the load average so a noisy run can be told apart.
@@ -47,13 +47,16 @@ def warn_if_busy(limit: float = 0.5) -> None:
               file=sys.stderr)
 
 
-def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    """A plain text table of `rows` with (key, header) columns."""
+def table(rows: list[dict], columns: list[tuple[str, str]], left: tuple[str, ...] = ()) -> str:
+    """A plain text table of `rows` with (key, header) columns; numbers and other cells
+    right-aligned, the columns whose key is in `left` left-aligned."""
     cells = [[h for _, h in columns]]
     for r in rows:
         cells.append([_fmt(r.get(k)) for k, _ in columns])
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
-    lines = ["  ".join(c[i].rjust(widths[i]) for i in range(len(columns))) for c in cells]
+    align = [str.ljust if k in left else str.rjust for k, _ in columns]
+    lines = ["  ".join(align[i](c[i], widths[i]) for i in range(len(columns))).rstrip()
+             for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
