@@ -91,8 +91,10 @@ def staleness(corpus: Path, index_dir: Path, config: IndexConfig,
     """Why the index at `index_dir` doesn't reflect `corpus` under `config`, or None if
     it does: no index yet, other settings, or files added, changed or deleted since.
 
-    Reads the manifest and hashes the corpus files; loads nothing else.
+    Reads the manifest and hashes the corpus files; loads nothing else. Raises
+    ValueError if the corpus folder doesn't exist.
     """
+    files = list_files(corpus, exclude)
     manifest = store.read_manifest(index_dir)
     if manifest is None:
         return "no index yet" if store.current_generation(index_dir) is None else (
@@ -101,7 +103,7 @@ def staleness(corpus: Path, index_dir: Path, config: IndexConfig,
     if reason:
         return reason
     indexed = manifest.get("files") or {}
-    current = {source: file_sha256(path) for path, source in list_files(corpus, exclude)}
+    current = {source: file_sha256(path) for path, source in files}
     if set(current) - set(indexed):
         return f"{len(set(current) - set(indexed))} file(s) not indexed yet"
     if set(indexed) - set(current):
@@ -193,7 +195,7 @@ def build_index(
                     old, _, _ = store.load_index(index_dir)
                 except store.IndexUnusable as exc:
                     rebuilt = f"the existing index is unusable ({exc})"
-        if rebuilt:
+        if rebuilt and not rebuild:
             log.warning("rebuilding the whole index: %s", rebuilt)
 
         old_hashes = {d.source: d.sha256 for d in old.documents} if old else {}

@@ -29,7 +29,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", metavar="DIR",
                    help="folder of .txt/.md/.html articles (default: the project's seeds/)")
     p.add_argument("--index", metavar="DIR",
-                   help="index folder (default: derived from the corpus, under ~/.cache/cited-qa)")
+                   help="index folder (default: derived from the corpus, under "
+                        "~/.cache/cited-qa; QA_INDEX applies only without --corpus)")
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help="sentence-transformers model: local folder or hub name "
                         "(default: all-MiniLM-L6-v2, bundled offline)")
@@ -93,9 +94,12 @@ def _settings(args: argparse.Namespace, **extra):
     from qa.settings import Settings
 
     overrides = {"corpus": args.corpus, "index": args.index, "model": args.model, **extra}
-    if args.corpus and not args.index:
-        overrides["index"] = None
-    return Settings.load(**overrides)
+    settings = Settings.load(**overrides)
+    if args.corpus and not args.index and settings.index is not None:
+        # QA_INDEX belongs to QA_CORPUS: another corpus gets its own default index, so
+        # `qa index --corpus OTHER` can never overwrite the index of the usual corpus
+        settings = settings.replace(index=None)
+    return settings
 
 
 def _progress_wanted(args) -> bool:

@@ -170,11 +170,11 @@ class Assistant:
         if index is not None:
             changes["index"] = Path(index).expanduser()
         settings = base.replace(**changes) if changes else base
-        model = load_encoder_for(settings)
         stale = None
-        if update is None:
+        if update is None:  # first, so a missing corpus is reported before the model loads
             stale = staleness(settings.corpus, settings.index_dir, settings.index_config(),
                               settings.exclude)
+        model = load_encoder_for(settings)
         if update or stale:
             if stale and stale != "no index yet":
                 log.warning("updating the index: %s", stale)

@@ -107,22 +107,21 @@ def search(
         cos = data.chunk_vectors[missing] @ query_vector
         dense_score.update({i: float(c) for i, c in zip(missing, cos, strict=True)})
     hits: list[Hit] = []
-    kept_vecs: list[np.ndarray] = []
-    for i in order:
-        vec = data.chunk_vectors[i]
-        dup = None
-        if kept_vecs:
-            sims_kept = np.stack(kept_vecs) @ vec
+    # cosine of every candidate with every other, once; kept[j] = candidate row of hits[j]
+    rows = data.chunk_vectors[order]
+    pair = rows @ rows.T
+    kept: list[int] = []
+    for r, i in enumerate(order):
+        if kept:
+            sims_kept = pair[r, kept]
             j = int(np.argmax(sims_kept))
             if sims_kept[j] >= duplicate_similarity:
-                dup = j
-        if dup is not None:
-            h = hits[dup]
-            if data.chunks[i].source != data.chunks[h.chunk].source:
-                hits[dup] = Hit(h.chunk, h.fused, h.dense, h.bm25, h.also + (i,))
-            continue
+                h = hits[j]
+                if data.chunks[i].source != data.chunks[h.chunk].source:
+                    hits[j] = Hit(h.chunk, h.fused, h.dense, h.bm25, h.also + (i,))
+                continue
         hits.append(Hit(i, fused[i], dense_score[i], float(lexical[i])))
-        kept_vecs.append(vec)
+        kept.append(r)
     return hits
 
 

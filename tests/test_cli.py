@@ -59,3 +59,16 @@ def test_ask_builds_the_index_then_answers_as_json(tmp_path):
     assert (index / "current" / "manifest.json").exists()
     out = qa("index", "--corpus", str(corpus), "--index", str(index), "--quiet")
     assert out.returncode == 0 and "up to date" in out.stdout
+
+
+def test_another_corpus_never_writes_into_the_qa_index_of_the_usual_one(tmp_path):
+    usual = write_corpus(tmp_path / "usual", {"a.txt": "The ferry to Hydra leaves at nine."})
+    other = write_corpus(tmp_path / "other", {"b.txt": "The tram to Sintra leaves at ten."})
+    env = {"QA_CORPUS": str(usual), "QA_INDEX": str(tmp_path / "usual-index"),
+           "QA_HOME": str(tmp_path / "home")}
+    assert qa("index", "--quiet", env=env).returncode == 0
+    out = qa("index", "--corpus", str(other), "--quiet", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "usual-index" not in out.stderr and str(tmp_path / "home") in out.stderr
+    manifest = json.loads((tmp_path / "usual-index" / "current" / "manifest.json").read_text())
+    assert list(manifest["files"]) == ["a.txt"]  # untouched
