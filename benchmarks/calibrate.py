@@ -3,11 +3,18 @@
     python benchmarks/calibrate.py                      # seeds set + ../shared/bench/squad-dev
     python benchmarks/calibrate.py --set CORPUS=QUESTIONS.jsonl ... --dry-run
 
-Every candidate sentence of every question is one training example, labelled 1 when it
-contains a gold answer and comes from an allowed source. A logistic regression (numpy,
-L2-regularised) over `qa.answer.FEATURES` gives the weights; the abstention threshold is
-then the one that maximises overall accuracy (answerable questions answered correctly +
-unanswerable ones abstained on), averaged over the sets so each set counts equally.
+Two logistic regressions (numpy, L2-regularised), each set weighing the same:
+
+1. the ranker: every candidate sentence of every question is one example, labelled 1 when
+   it contains a gold answer and comes from an allowed source; features `qa.answer.FEATURES`.
+2. the confidence model: one example per question, the ranker's best candidate, labelled 1
+   when the question is answerable and that candidate is right; features
+   `qa.answer.CONFIDENCE_FEATURES` (the candidate's ranker score, its margin over the
+   runner-up, a few of its signals).
+
+The abstention threshold is then the one that maximises overall accuracy (answerable
+questions answered correctly + unanswerable ones abstained on), averaged over the sets
+and over thresholds within ±0.03 (so it sits on a plateau, not at the edge of a drop).
 """
 
 from __future__ import annotations
@@ -23,7 +30,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.answer import CALIBRATION_FILE, FEATURES  # noqa: E402
+from qa.answer import (  # noqa: E402
+    CALIBRATION_FILE,
+    CONFIDENCE_FEATURES,
+    FEATURES,
+    MAX_MARGIN,
+    confidence_input,
+)
 from qa.evaluate import contains_answer, load_questions  # noqa: E402
 
 DEFAULT_SETS = [
@@ -66,21 +79,43 @@ def fit(X: np.ndarray, y: np.ndarray, weights: np.ndarray, l2: float = 1e-3,
     return w
 
 
-def outcomes(sets, w: np.ndarray):
-    """Per set, per question: (confidence of the top candidate, answerable, top correct)."""
+def tops(sets, w: np.ndarray):
+    """Per set, per question: (confidence-model input or None if no candidate, answerable,
+    top candidate correct), the top candidate and margin as the ranker `w` sees them."""
     result = []
     for questions in sets:
         rows = []
         for answerable, cands in questions:
             if not cands:
-                rows.append((0.0, answerable, False))
+                rows.append((None, answerable, False))
                 continue
             X = np.array([f for f, _ in cands])
             z = X @ w[:-1] + w[-1]
             k = int(np.argmax(z))
-            rows.append((float(1 / (1 + np.exp(-z[k]))), answerable, bool(cands[k][1])))
+            margin = float(z[k] - np.partition(z, -2)[-2]) if len(z) > 1 else MAX_MARGIN
+            x = np.array(confidence_input(tuple(X[k]), float(z[k]), margin))
+            rows.append((x, answerable, bool(cands[k][1])))
         result.append(rows)
     return result
+
+
+def fit_confidence(top_rows) -> np.ndarray:
+    """The confidence model (weights, bias last) on `tops()` rows, each set weighing the same."""
+    X, y, wts = [], [], []
+    for rows in top_rows:
+        n = sum(1 for x, *_ in rows if x is not None) or 1
+        for x, answerable, ok in rows:
+            if x is not None:
+                X.append(x)
+                y.append(float(answerable and ok))
+                wts.append(1.0 / n)
+    return fit(np.array(X), np.array(y), np.array(wts))
+
+
+def outcomes(top_rows, w2: np.ndarray):
+    """Per set, per question: (confidence, answerable, top correct)."""
+    return [[(0.0 if x is None else float(1 / (1 + np.exp(-(x @ w2[:-1] + w2[-1])))), a, ok)
+             for x, a, ok in rows] for rows in top_rows]
 
 
 def accuracy(rows, t: float) -> float:
@@ -89,8 +124,9 @@ def accuracy(rows, t: float) -> float:
 
 
 def fit_and_choose(sets, keep: list[int] | None = None):
-    """Fit on all sets (each weighing the same) and pick the threshold; `keep` lists the
-    feature columns to use (others are zeroed). Returns (weights, threshold, outcomes)."""
+    """Fit both models on all sets (each weighing the same) and pick the threshold; `keep`
+    lists the feature columns to use (others are zeroed). Returns (ranker weights,
+    confidence weights, threshold, outcomes)."""
     X, y, wts = [], [], []
     for questions in sets:
         n = sum(len(c) for _, c in questions) or 1
@@ -107,10 +143,15 @@ def fit_and_choose(sets, keep: list[int] | None = None):
         sets = [[(a, [(np.asarray(f) * mask, lab) for f, lab in c]) for a, c in qs]
                 for qs in sets]
     w = fit(X, y, np.array(wts))
-    per_set = outcomes(sets, w)
+    top_rows = tops(sets, w)
+    w2 = fit_confidence(top_rows)
+    per_set = outcomes(top_rows, w2)
     grid = [i / 100 for i in range(1, 100)]
-    best_t = max(grid, key=lambda t: sum(accuracy(rows, t) for rows in per_set))
-    return w, best_t, per_set
+    mean = {t: sum(accuracy(rows, t) for rows in per_set) for t in grid}
+    # The curve of a small set is jagged: take the best average over t ± 0.03, so the
+    # threshold sits on a plateau rather than at the edge of a drop.
+    best_t = max(grid, key=lambda t: np.mean([mean[u] for u in grid if abs(u - t) <= 0.031]))
+    return w, w2, best_t, per_set
 
 
 def _scores(rows, t: float) -> tuple[float, float, float, float]:
@@ -132,7 +173,7 @@ def ablation_table(sets, specs) -> str:
     variants = [("all", None)] + [(f"without {f}", [i for i in range(len(FEATURES)) if i != k])
                                   for k, f in enumerate(FEATURES)]
     for label, keep in variants:
-        _, t, per_set = fit_and_choose(sets, keep)
+        _, _, t, per_set = fit_and_choose(sets, keep)
         cells = [" / ".join(f"{v:.3f}" for v in _scores(rows, t)) for rows in per_set]
         lines.append(f"| {label} (t={t:.2f}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -154,7 +195,7 @@ def main() -> int:
         corpus, _, questions = spec.partition("=")
         sets.append(collect(Path(corpus), Path(questions), args.limit))
         print(f"collected {len(sets[-1])} questions from {questions}", file=sys.stderr)
-    w, best_t, per_set = fit_and_choose(sets)
+    w, w2, best_t, per_set = fit_and_choose(sets)
     if args.ablate:
         print(ablation_table(sets, specs))
         return 0
@@ -162,6 +203,9 @@ def main() -> int:
         "features": list(FEATURES),
         "weights": [round(float(v), 4) for v in w[:-1]],
         "bias": round(float(w[-1]), 4),
+        "confidence": {"features": list(CONFIDENCE_FEATURES),
+                       "weights": [round(float(v), 4) for v in w2[:-1]],
+                       "bias": round(float(w2[-1]), 4)},
         "threshold": best_t,
         "fitted_on": [s.split("=")[1].replace(str(ROOT.parent), "..") for s in specs],
         "fitted_at": time.strftime("%Y-%m-%d"),

@@ -1,9 +1,10 @@
 """The extractive answerer: pick the sentence (or two adjacent ones) that answers, cite it.
 
 No text is generated. Candidate sentences come from the best retrieved passages; each is
-scored from a few signals (features below), a logistic model turns the best score into a
-confidence in 0..1, and below the abstention threshold the answer says the documents
-don't contain one. Every citation's quote is `file_text[start:end]` of its source.
+scored from a few signals (features below) by a logistic ranker; a second logistic model
+over the best candidate's score, its margin over the runner-up and a few of its signals
+gives the confidence in 0..1, and below the abstention threshold the answer says the
+documents don't contain one. Every citation's quote is `file_text[start:end]` of its source.
 """
 
 from __future__ import annotations
@@ -40,10 +41,21 @@ FEATURES = (
     #                    over the largest IDF of the question's words
     "context_dense",  # cosine(question, sentence and neighbours' mean vector)
     "bigrams",  # share of the question's adjacent word pairs found as pairs in the sentence
+    "negation",  # 1 if the question is negated ("not", "never", "n't"...) and the sentence isn't
 )
+# Inputs of the confidence model, all of the best candidate.
+CONFIDENCE_FEATURES = (
+    "score",  # the ranker's logit
+    "margin",  # score minus the runner-up's, capped at MAX_MARGIN (one candidate: MAX_MARGIN)
+    "passage_dense",  # as in FEATURES
+    "type_mismatch",
+    "negation",
+)
+MAX_MARGIN = 3.0
+_FROM_FEATURES = [FEATURES.index(f) for f in CONFIDENCE_FEATURES[2:]]
 _DEFAULT_MODEL = {
     "features": list(FEATURES),
-    "weights": [4.0, 2.0, 4.0, 2.0, 1.0, -6.0, -1.0, -1.0, 1.0, -1.0, 1.0, 1.0],
+    "weights": [4.0, 2.0, 4.0, 2.0, 1.0, -6.0, -1.0, -1.0, 1.0, -1.0, 1.0, 1.0, -2.0],
     "bias": -6.0,
     "threshold": 0.5,
 }
@@ -90,15 +102,26 @@ class Answer:
         }
 
 
+def default_calibration() -> dict:
+    """Hand-set ranker weights and threshold (no confidence model), for when none is fitted."""
+    return dict(_DEFAULT_MODEL)
+
+
 @lru_cache(maxsize=4)
 def load_calibration(path: Path = CALIBRATION_FILE) -> dict:
-    """The logistic model over FEATURES (weights, bias, threshold); defaults if no file."""
+    """The ranker over FEATURES (weights, bias), the abstention threshold, and optionally
+    the confidence model ("confidence": features, weights, bias over CONFIDENCE_FEATURES;
+    without it the confidence is the ranker's sigmoid); defaults if no file."""
     try:
         model = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return dict(_DEFAULT_MODEL)
+        return default_calibration()
     if model.get("features") != list(FEATURES) or len(model.get("weights", ())) != len(FEATURES):
         raise ValueError(f"{path}: features do not match this version; refit it")
+    conf = model.get("confidence")
+    if conf is not None and (conf.get("features") != list(CONFIDENCE_FEATURES)
+                             or len(conf.get("weights", ())) != len(CONFIDENCE_FEATURES)):
+        raise ValueError(f"{path}: confidence features do not match this version; refit it")
     return model
 
 
@@ -138,6 +161,7 @@ _DATE_S = re.compile(
     r"|saturday|sunday|yesterday|today|tomorrow|century|centuries|decade|ago|week|month|year"
     r"|years|spring|summer|autumn|winter|season|era|period|age|dynasty|reign|bc|ad)\b", re.I)
 _CAPITALISED = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][\w’'-]+")
+_NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|nor|neither|without)\b|n[’']t\b", re.I)
 
 
 def question_type(question: str) -> str | None:
@@ -173,6 +197,7 @@ class QuestionTerms:
         self.bigrams = set(zip(tokens, tokens[1:], strict=False))
         self.token_set = set(self.terms)
         self.kind = question_type(question)
+        self.negated = bool(_NEGATION.search(question))
         top = math.log(1 + (bm25.n_docs + 0.5) / 0.5)
         self.idf = {t: (bm25.idf(t) or top) for t in self.terms}
         self.known = {t for t in self.terms if bm25.idf(t) > 0}
@@ -266,12 +291,42 @@ def score_candidates(
         mismatch = 0.0 if has_type(terms.kind, text, terms.token_set) else 1.0
         window = data.sentence_vectors[[s, *_neighbours(data, s)]].sum(axis=0)
         ctx_dense = float(window @ query_vector) / (float(np.linalg.norm(window)) or 1.0)
+        negation = 1.0 if terms.negated and not _NEGATION.search(text) else 0.0
         f = (float(dense[k]), hits[p].dense, terms.coverage(own), terms.coverage(ctx),
              passages[p].score, unknown, headline, mismatch, terms.novelty(own),
-             terms.missing_rarest(ctx), ctx_dense, terms.bigram_share(text))
+             terms.missing_rarest(ctx), ctx_dense, terms.bigram_share(text), negation)
         out.append(Candidate(s, p, f, float(weights @ np.asarray(f)) + bias))
     out.sort(key=lambda c: (-c.z, c.sentence))
     return out
+
+
+def margin(candidates: list[Candidate]) -> float:
+    """The best candidate's score minus the runner-up's (logits, 0..MAX_MARGIN)."""
+    if not candidates:
+        return 0.0
+    if len(candidates) == 1:
+        return MAX_MARGIN
+    return min(candidates[0].z - candidates[1].z, MAX_MARGIN)
+
+
+def confidence_input(features: tuple[float, ...], score: float,
+                     margin: float) -> tuple[float, ...]:
+    """The CONFIDENCE_FEATURES of a candidate with FEATURES `features`, ranker logit `score`
+    and `margin` (logits) over the runner-up."""
+    return (score, min(margin, MAX_MARGIN), *(features[i] for i in _FROM_FEATURES))
+
+
+def confidence_of(candidates: list[Candidate], model: dict) -> float:
+    """Confidence in 0..1 that the best candidate answers: the confidence model over
+    `confidence_input`, or the ranker's sigmoid if the model has no such part."""
+    if not candidates:
+        return 0.0
+    conf = model.get("confidence")
+    if conf is None:
+        return _sigmoid(candidates[0].z)
+    x = confidence_input(candidates[0].features, candidates[0].z, margin(candidates))
+    return _sigmoid(float(np.asarray(conf["weights"], dtype=np.float64) @ np.asarray(x))
+                    + float(conf["bias"]))
 
 
 def abstention(question: str, confidence: float, passages: tuple[Passage, ...],
@@ -360,7 +415,7 @@ def compose(
     if not candidates or not terms.terms:
         return Answer(question, ABSTAIN_TEXT, False, 0.0, (), shown, searched_for)
     best = candidates[0]
-    confidence = _sigmoid(best.z)
+    confidence = confidence_of(candidates, model)
     if confidence < threshold:
         return abstention(question, confidence, shown, searched_for)
     first, last = _extend(data, best, terms, sentence_tokens)

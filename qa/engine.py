@@ -28,6 +28,7 @@ from qa.answer import (
     QuestionTerms,
     SentenceTokens,
     compose,
+    default_calibration,
     load_calibration,
     score_candidates,
 )
@@ -218,15 +219,20 @@ class Assistant:
 
     def candidates(self, question: str) -> list[tuple[Sentence, tuple[float, ...]]]:
         """Every candidate sentence for a question with its feature values
-        (`qa.answer.FEATURES`), best first: the input for refitting the calibration."""
+        (`qa.answer.FEATURES`), best first: the input for refitting the calibration (which
+        works even when the calibration file is of older features: the order then comes
+        from the default weights)."""
         index = self._index
         question = clean_question(question, self.settings.max_question_chars)
         qvec = self.embed_question(question)
         tokens, hits, passages = self._retrieve(index, question, qvec, self.settings.top_k)
+        try:
+            model = load_calibration()
+        except ValueError:  # a calibration of other features: only the order differs
+            model = default_calibration()
         found = score_candidates(index.data, hits, passages, qvec,
                                  QuestionTerms(question, index.bm25, tokens),
-                                 index.sentence_tokens, load_calibration(),
-                                 self.settings.answer_passages)
+                                 index.sentence_tokens, model, self.settings.answer_passages)
         return [(index.data.sentences[c.sentence], c.features) for c in found]
 
     def threshold(self) -> float:
