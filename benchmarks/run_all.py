@@ -36,7 +36,7 @@ SCRIPTS = [
     ("speed", ["benchmarks/speed.py"],
      ["benchmarks/speed.py", "--limit-articles", "100", "--questions", "30"]),
     ("encoder speed", ["benchmarks/encoder_speed.py"], None),
-    ("vector scale", ["benchmarks/vector_scale.py"], None),
+    ("vector scale", ["benchmarks/vector_scale.py", "--budget", "420", "--hnsw-cap", "90"], None),
 ]
 QUALITY_COLUMNS = (("accuracy_at_1", "acc@1"), ("hit_at_5", "hit@5"),
                    ("abstain_unanswerable", "abstain"), ("false_abstention", "false abstention"))
