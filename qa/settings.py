@@ -49,7 +49,7 @@ class Settings:
     candidates: int = 30  # chunks taken from each retriever before fusion
     rrf_k: int = 60  # reciprocal rank fusion constant
     dense_weight: float = 1.0
-    bm25_weight: float = 1.0
+    bm25_weight: float = 2.0  # BM25 counts double in the fusion (docs/benchmarks.md: levers)
     answer_passages: int = 6  # fused passages whose sentences compete for the answer
     min_confidence: float | None = None  # abstain below this; None: the calibrated threshold
     duplicate_similarity: float = 0.95  # cosine above which two passages are one hit
