@@ -213,10 +213,11 @@ class QuestionTerms:
         missing = [w for t, w in self.idf.items() if t not in tokens]
         return max(missing) / self.top_idf if missing and self.top_idf else 0.0
 
-    def bigram_share(self, sentence: str) -> float:
+    def bigram_share(self, words: tuple[str, ...]) -> float:
+        """Share of the question's adjacent word pairs found as pairs in `words` (a
+        sentence's tokens, in order)."""
         if not self.bigrams:
             return 0.0
-        words = tokenize(sentence)
         return len(self.bigrams & set(zip(words, words[1:], strict=False))) / len(self.bigrams)
 
     def novelty(self, tokens: frozenset[str]) -> float:
@@ -229,18 +230,25 @@ class QuestionTerms:
 
 
 class SentenceTokens:
-    """Token sets of the index's sentences, computed on first use."""
+    """Tokens of the index's sentences, computed once on first use: `self(i)` is
+    sentence i's token set, `self.words(i)` its tokens in order."""
 
     def __init__(self, data: IndexData) -> None:
         self._data = data
-        self._cache: dict[int, frozenset[str]] = {}
+        self._cache: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
 
-    def __call__(self, i: int) -> frozenset[str]:
+    def _get(self, i: int) -> tuple[tuple[str, ...], frozenset[str]]:
         got = self._cache.get(i)
         if got is None:
-            got = frozenset(tokenize(self._data.sentences[i].text))
-            self._cache[i] = got
+            words = tuple(tokenize(self._data.sentences[i].text))
+            got = self._cache[i] = (words, frozenset(words))
         return got
+
+    def __call__(self, i: int) -> frozenset[str]:
+        return self._get(i)[1]
+
+    def words(self, i: int) -> tuple[str, ...]:
+        return self._get(i)[0]
 
 
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
@@ -294,7 +302,8 @@ def score_candidates(
         negation = 1.0 if terms.negated and not _NEGATION.search(text) else 0.0
         f = (float(dense[k]), hits[p].dense, terms.coverage(own), terms.coverage(ctx),
              passages[p].score, unknown, headline, mismatch, terms.novelty(own),
-             terms.missing_rarest(ctx), ctx_dense, terms.bigram_share(text), negation)
+             terms.missing_rarest(ctx), ctx_dense,
+             terms.bigram_share(sentence_tokens.words(s)), negation)
         out.append(Candidate(s, p, f, float(weights @ np.asarray(f)) + bias))
     out.sort(key=lambda c: (-c.z, c.sentence))
     return out
