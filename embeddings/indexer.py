@@ -116,9 +116,10 @@ def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[
            batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """Vectors of the given documents' chunks and sentences, each token embedded once.
 
-    chunk_lists holds (sentences, chunks) per document. Each chunk is encoded once; a
-    sentence's vector is the mean of its tokens' embeddings inside every chunk that holds
-    it ("late chunking"), normalised. Sentences no token of any chunk covers (cut off by
+    chunk_lists holds (sentences, chunks) per document. Each chunk is encoded once; in
+    each chunk that holds a sentence, the mean of its tokens' embeddings (normalised) is
+    taken, and the sentence's vector is the normalised sum of those ("late chunking").
+    Sentences no token of any chunk covers (cut off by
     the model's input limit) and models without token access (a plain
     SentenceTransformer) are encoded on their own. Returns (chunk vectors, sentence
     vectors, texts sent to the model), both arrays in input order.

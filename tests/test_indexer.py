@@ -147,6 +147,25 @@ def test_sentence_vectors_are_pooled_from_every_chunk_that_holds_them(tmp_path, 
     assert data.manifest["encoder"] == "auto"
 
 
+def test_sentences_past_the_model_input_limit_are_embedded_on_their_own(tmp_path, model):
+    import numpy as np
+
+    from embeddings.encoder import encode
+
+    text = " ".join(f"Item {n}: the lighthouse keeper logged {n} ships." for n in range(60))
+    corpus = write_corpus(tmp_path / "corpus", {"log.txt": text})
+    config = IndexConfig(model="all-MiniLM-L6-v2", chunk_tokens=1000, chunk_overlap=0)
+    report = build_index(corpus, tmp_path / "index", config, lambda: model)
+    data, _, _ = store.load_index(tmp_path / "index")
+    assert len(data.chunks) == 1 and model.count_tokens([text])[0] == model.max_tokens
+    cut = report.embedded - 1  # sentences the one chunk's 256 model tokens don't reach
+    assert 0 < cut < len(data.sentences)
+    last = data.sentences[-1]
+    np.testing.assert_allclose(data.sentence_vectors[-1], encode(model, [last.text])[0],
+                               atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(data.sentence_vectors, axis=1), 1.0, atol=1e-5)
+
+
 def test_a_model_without_token_access_embeds_sentences_on_their_own(tmp_path, model):
     import numpy as np
 
