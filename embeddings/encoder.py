@@ -20,14 +20,12 @@ Backends:
 - "onnx-int8": that export with its weights dynamically quantized to int8 (per-channel,
   u8 activations x s8 weights: the AVX-512 VNNI / AVX2 fast path): ~1.75x the fp32 ONNX
   throughput, cosine to torch ~0.993 (min ~0.97). Activations are quantized per batch, so
-  a text's int8 vector shifts slightly (cosine ~0.99) with the texts batched with it;
-  batch_size=1 makes it a function of the text alone. benchmarks/encoder_speed.py
-  measures speed and accuracy.
+  this backend always runs one text per batch (whatever batch_size says): a vector is a
+  function of its text alone. benchmarks/encoder_speed.py measures speed and accuracy.
 - "auto": "onnx-int8" when onnxruntime is installed and the model can be exported (a
   sentence-transformers folder whose pipeline is Transformer -> mean Pooling [->
-  Normalize]), else "onnx", else "torch". int8 embeds one text per batch, so a text's
-  vector never depends on its batch-mates; its answer accuracy on both eval sets is
-  within a point of fp32 (docs/benchmarks.md).
+  Normalize]), else "onnx", else "torch". int8's accuracy@1 on the eval sets is about a
+  point below fp32's, its overall accuracy the same (docs/benchmarks.md).
 
 Exports are cached under `$QA_HOME/models/<model name>-<12 hex of the source weights>/`
 (QA_HOME defaults to `$XDG_CACHE_HOME/cited-qa`, usually ~/.cache/cited-qa). Every file is
