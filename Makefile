@@ -7,9 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
-# Regression gate on the seeds question set (measured figures: docs/benchmarks.md).
-EVAL_GATE := --fail-under accuracy_at_1=0.77 --fail-under hit_at_5=0.94 \
-             --fail-under abstain_unanswerable=0.52 --fail-under false_abstention=0.17 \
+# Regression gate on the seeds question set, three questions below the figures measured
+# (docs/benchmarks.md: 60/77 right, 74/77 hit@5, 12/21 abstained, 11/77 false abstentions).
+# int8 kernels compute the same integers on every x86-64 CPU, so the figures do not move
+# with the machine; the margin absorbs float rounding in the parts that stay fp32.
+EVAL_GATE := --fail-under accuracy_at_1=0.74 --fail-under hit_at_5=0.92 \
+             --fail-under abstain_unanswerable=0.42 --fail-under false_abstention=0.19 \
              --fail-under citations_verbatim=1.0
 
 .PHONY: install browser run index test lint eval bench clean help

@@ -65,7 +65,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 BACKENDS = ("torch", "onnx", "onnx-int8")
-EXPORT_FORMAT = 1  # bump when the exported files change meaning: old caches are redone
+EXPORT_FORMAT = 2  # bump when the exported files change meaning: old caches are redone
+# (2: int8 weights in 7 bits, the same integers on every x86-64 CPU)
 _FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 _TOKENIZER = "tokenizer.json"
 _META = "encoder.json"
@@ -604,6 +605,15 @@ def _pipeline(source: Path) -> tuple[Path, int]:
     return transformer, int(max_len)
 
 
+def transformer_folder(source: Path) -> Path:
+    """The transformer's own folder: the first module of a sentence-transformers folder,
+    or `source` itself for a plain transformers folder."""
+    modules_file = source / "modules.json"
+    if modules_file.is_file():
+        return source / (json.loads(modules_file.read_text())[0].get("path") or "")
+    return source
+
+
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         if hasattr(hashlib, "file_digest"):  # Python 3.11+
@@ -749,6 +759,13 @@ def ensure_export(name: str, backend: str = "onnx") -> tuple[Path, dict]:
         with _quiet(logging.INFO):  # onnxruntime's exporters log every node at INFO
             meta = _export(name, folder, meta, backend)
     return folder, meta
+
+
+@contextlib.contextmanager
+def quiet_logging(level: int) -> Iterator[None]:
+    """Drop log records at `level` and below for the duration (process-wide)."""
+    with _quiet(level):
+        yield
 
 
 @contextlib.contextmanager
@@ -907,6 +924,12 @@ def _export_fp32(transformer_dir: Path, max_tokens: int, folder: Path, final: st
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}}}
 
 
+def fuse_transformer(src: Path, dst: Path, config: Any) -> None:
+    """onnxruntime's transformer fusions (attention, LayerNorm, GELU) of a BERT-like
+    export at `src`, written to `dst`; ValueError for a model type it has no recipe for."""
+    _fuse(src, dst, config)
+
+
 def _fuse(src: Path, dst: Path, config: Any) -> None:
     from onnxruntime.transformers import optimizer
 
@@ -921,10 +944,27 @@ def _fuse(src: Path, dst: Path, config: Any) -> None:
     optimized.save_model_to_file(str(dst))
 
 
+def int8_weight_range(path: Path) -> int:
+    """The largest |w| over the int8 weight tensors of an ONNX file: at most 64 for a
+    model whose integer products are exact on every x86-64 CPU (see `_quantize`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    widest = 0
+    for init in onnx.load(str(path)).graph.initializer:
+        if init.data_type == onnx.TensorProto.INT8:
+            values = numpy_helper.to_array(init).astype(np.int16)
+            widest = max(widest, int(np.abs(values).max())) if values.size else widest
+    return widest
+
+
 def _quantize(fp32: Path, transformer_dir: Path, max_tokens: int, folder: Path,
               final: str) -> dict:
-    """Dynamic int8 quantization: per-channel s8 weights, u8 activations, no reduced
-    range (sentence-transformers' avx512_vnni recipe). Checked against torch."""
+    """Dynamic int8 quantization: per-channel s8 weights in 7 bits (reduce_range), u8
+    activations. With full 8-bit weights, AVX2's u8 x s8 kernel (VPMADDUBSW) saturates
+    its 16-bit pair sums where VNNI does not, so the same model gives other vectors on a
+    CPU without VNNI; 7-bit weights keep every pair sum in range, and AVX2, AVX-512 and
+    AVX-512 VNNI compute the same integers. Checked against torch."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     _, hidden, ids, mask = _reference(transformer_dir, max_tokens, _PROBES)
@@ -933,8 +973,12 @@ def _quantize(fp32: Path, transformer_dir: Path, max_tokens: int, folder: Path,
     try:
         with _quiet(logging.WARNING):  # "consider pre-processing": not needed here
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8,
-                             per_channel=True, reduce_range=False,
+                             per_channel=True, reduce_range=True,
                              extra_options={"DefaultTensorType": 1})
+        widest = int8_weight_range(tmp)
+        if widest > 64:
+            raise ValueError(f"int8 weights reach {widest}; 7-bit weights (at most 64) "
+                             "are needed for the same results on every CPU")
         agree = _agreement(_mean_pool(_run_onnx(tmp, ids, mask), mask), reference)
         if agree < 0.9:
             raise ValueError(f"int8 model disagrees with torch (min cosine {agree:.4f})")
@@ -942,4 +986,5 @@ def _quantize(fp32: Path, transformer_dir: Path, max_tokens: int, folder: Path,
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-    return {"file": record, "checks": {"int8_min_cosine_vs_torch": round(agree, 6)}}
+    return {"file": record, "checks": {"int8_min_cosine_vs_torch": round(agree, 6),
+                                       "int8_weight_range": widest}}

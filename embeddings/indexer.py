@@ -13,6 +13,7 @@ import numpy as np
 from embeddings import store
 from embeddings.chunking import Chunk, Sentence, chunk_sentences, sentences_of, token_counter
 from embeddings.documents import SUFFIXES, Document, file_sha256, list_files, read_document
+from embeddings.encoder import EXPORT_FORMAT
 from embeddings.lexical import BM25
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ def _mismatch(manifest: dict | None, config: IndexConfig, dim: int | None) -> st
         return "chunker settings changed"
     if manifest.get("encoder") != config.encoder:
         return f"encoder changed: {manifest.get('encoder')} -> {config.encoder}"
+    if (manifest.get("backend") == "onnx-int8"
+            and manifest.get("encoder_format", 1) != EXPORT_FORMAT):
+        return "the int8 encoder changed (7-bit weights, the same on every CPU)"
     if dim is not None and manifest.get("dimension") != dim:
         return "vector dimension changed"
     return None
@@ -283,7 +287,10 @@ def build_index(
         seconds = time.perf_counter() - began
         manifest = store.make_manifest(config.model, dim, config.chunker(), documents,
                                        len(chunks), len(sentences), seconds,
-                                       encoder=config.encoder, backend=backend)
+                                       encoder=config.encoder, backend=backend,
+                                       encoder_format=EXPORT_FORMAT if embedded else (
+                                           old.manifest.get("encoder_format") if old
+                                           else None))
         data = store.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
                                chunk_vectors, sentence_vectors)
         bm25 = BM25.build([c.text for c in chunks])

@@ -88,15 +88,17 @@ class IndexData:
 
 def make_manifest(model: str, dim: int, chunker: dict, documents: list[DocumentRecord],
                   n_chunks: int, n_sentences: int, seconds: float, *,
-                  encoder: str = "auto", backend: str | None = None) -> dict:
+                  encoder: str = "auto", backend: str | None = None,
+                  encoder_format: int | None = None) -> dict:
     """The manifest of a generation. `seconds` is the build's wall time; `encoder` is
     the backend asked for ("auto", "onnx-int8", ...), `backend` the one that embedded
-    the newest vectors."""
+    the newest vectors, `encoder_format` the version of its ONNX export."""
     return {
         "format_version": FORMAT_VERSION,
         "model": model,
         "encoder": encoder,
         "backend": backend,
+        "encoder_format": encoder_format,
         "dimension": dim,
         "chunker": chunker,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

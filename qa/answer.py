@@ -92,13 +92,16 @@ class Answer:
     timings_ms: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
-        """The answer object of the CLI's --json and the API."""
+        """The answer object: the one serialisation (CLI --json, API, eval rows)."""
         return {
+            "question": self.question,
             "answer": self.answer,
             "answerable": self.answerable,
             "confidence": round(self.confidence, 4),
             "citations": [c.to_dict() for c in self.citations],
             "passages": [p.to_dict() for p in self.passages],
+            "searched_for": self.searched_for,
+            "timings_ms": dict(self.timings_ms),
         }
 
 

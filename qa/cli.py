@@ -87,7 +87,79 @@ def build_parser() -> argparse.ArgumentParser:
                         "lower is better); repeatable, e.g. accuracy=0.9")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("reader", help="train or export the reading model",
+                       description="The reading model scores candidate sentences and the "
+                       "decision to abstain (docs/reader.md).")
+    rsub = p.add_subparsers(dest="reader_command", metavar="ACTION")
+    rsub.required = True
+    t = rsub.add_parser(
+        "train", help="fine-tune a reader on question/paragraph records",
+        description="Fine-tune MiniLM into a reader on JSON-lines records {question, "
+        "context, answers, answerable} (as ../shared/train/qa_train.jsonl.gz), export it "
+        "to ONNX (fp32 and int8) and write a model card. Point QA_READER at --out to use "
+        "it. Seeded: the same data and flags give the same model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--data", nargs="+", required=True, metavar="FILE",
+                   help="training records (.jsonl or .jsonl.gz)")
+    t.add_argument("--out", required=True, metavar="DIR", help="folder for the trained reader")
+    t.add_argument("--base", default="all-MiniLM-L6-v2", metavar="MODEL",
+                   help="starting weights: the bundled model or a local folder")
+    t.add_argument("--layers", type=int, metavar="N", help="keep the first N layers")
+    t.add_argument("--epochs", type=float, default=1.0)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=6e-5, help="learning rate of the transformer")
+    t.add_argument("--head-lr", type=float, default=6e-4, help="learning rate of the heads")
+    t.add_argument("--max-records", type=int, metavar="N", help="a random sample of N records")
+    t.add_argument("--checkpoints", default="", metavar="N,N,...",
+                   help="training-window counts at which to save and score a checkpoint")
+    t.add_argument("--seed", type=int, default=13)
+    t.add_argument("--threads", type=int, help="CPU threads (default: all this process may use)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    t.set_defaults(func=cmd_reader_train)
+    e = rsub.add_parser("export", help="export a training checkpoint to a reader folder",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("checkpoint", help="a .pt file written by `qa reader train`")
+    e.add_argument("--out", required=True, metavar="DIR")
+    e.add_argument("--base", default="all-MiniLM-L6-v2", metavar="MODEL")
+    e.add_argument("--layers", type=int, metavar="N")
+    e.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    e.set_defaults(func=cmd_reader_export)
     return parser
+
+
+def cmd_reader_train(args: argparse.Namespace) -> int:
+    from qa.reader_train import TrainConfig, train
+
+    try:
+        marks = [int(x) for x in args.checkpoints.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--checkpoints takes counts such as 5000,20000, got "
+                         f"{args.checkpoints!r}") from None
+    for name in ("epochs", "batch_size", "lr", "head_lr"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    cfg = TrainConfig(
+        data=list(args.data), out=args.out, base=args.base, layers=args.layers,
+        epochs=args.epochs, max_records=args.max_records, batch_size=args.batch_size,
+        lr=args.lr, head_lr=args.head_lr, checkpoints=marks, seed=args.seed,
+        threads=args.threads, progress=not args.quiet,
+        command="qa " + " ".join(sys.argv[1:]))
+    summary = train(cfg)
+    print(json.dumps({"out": args.out, "train_seconds": summary["train_seconds"],
+                      "final": summary["curve"][-1], "checks": summary["checks"]}))
+    return 0
+
+
+def cmd_reader_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from qa.reader_train import export_checkpoint
+
+    export_checkpoint(Path(args.checkpoint), Path(args.out), args.base, args.layers)
+    print(f"exported {args.checkpoint} -> {args.out}")
+    return 0
 
 
 def _settings(args: argparse.Namespace, **extra):

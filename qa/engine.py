@@ -32,14 +32,11 @@ from qa.answer import (
     load_calibration,
     score_candidates,
 )
+from qa.errors import QuestionError
 from qa.retrieve import search, to_passage
 from qa.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class QuestionError(ValueError):
-    """The question can't be asked (empty, too long, not text)."""
 
 
 def clean_question(question: object, max_chars: int) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa import machine
 from qa.answer import Answer, apply_threshold
 
 # Metrics where lower is better (for --fail-under, the bound is a ceiling).
@@ -225,6 +226,7 @@ def summarize(rows: list[dict], threshold: float) -> dict:
         "cited_source_ok": frac(answered_ans, lambda j: j["cited_source_ok"]),
         "token_f1": round(sum(j["token_f1"] for j in ans) / len(ans), 4) if ans else None,
         "threshold": threshold,
+        "machine": machine.describe(),
     }
     for stage in ("encode", "retrieve", "answer", "total"):
         values = [j["timings_ms"].get(stage, 0.0) for j in J]
@@ -293,7 +295,11 @@ SUMMARY_KEYS = ("questions", "accuracy", "accuracy_at_1", "hit_at_1", "hit_at_5"
 
 def summary_table(metrics: dict) -> str:
     width = max(len(k) for k in SUMMARY_KEYS)
-    return "\n".join(f"{k:<{width}}  {_fmt(metrics.get(k))}" for k in SUMMARY_KEYS)
+    rows = [f"{k:<{width}}  {_fmt(metrics.get(k))}" for k in SUMMARY_KEYS]
+    m = metrics.get("machine")
+    if m:
+        rows.append(f"{'machine':<{width}}  {m['cpu']}, {m['isa']}, {m['cores']} cores")
+    return "\n".join(rows)
 
 
 def write_report(rows: list[dict], questions: list[Question], metrics: dict, out: Path,

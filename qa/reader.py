@@ -1,0 +1,260 @@
+"""The reading model: reads a question with a window of consecutive sentences and scores
+each sentence as the answer, the window as holding no answer, and the answer phrase.
+
+One forward pass reads `[CLS] question [SEP] sentence_1 … sentence_n [SEP]` (question
+type 0, sentences type 1). The network (a fine-tuned MiniLM, `qa reader train`) gives
+three logits per token (answer start, answer end, "in the answer sentence") and one for
+the window from `[CLS]` ("no answer here"). A sentence's logit is the mean of its
+tokens' third logit; its *score* is that minus the window's no-answer logit, the
+log-odds that it, rather than nothing in the window, answers, which makes scores of
+different windows comparable. The phrase is the best start/end pair inside the sentence.
+
+This module needs only numpy, tokenizers and onnxruntime (the int8 ONNX export ships in
+`qa/data/reader/`); training lives in `qa.reader_train`. The window encoding below is the
+one both use, so what the model reads at answer time is what it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+READER_DIR = Path(__file__).parent / "data" / "reader"
+MODEL_FILE = "model-int8.onnx"
+FP32_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+META_FILE = "reader.json"
+FORMAT = 1  # bump when inputs or outputs change meaning
+
+MAX_TOKENS = 192  # the whole input, special tokens included
+MAX_QUESTION_TOKENS = 48
+MAX_SPAN_TOKENS = 30  # longest answer phrase, in word pieces
+
+
+class ReaderUnusable(RuntimeError):
+    """The reader folder is missing files or of another format (a broken install, not bad
+    input): the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """One encoded model input. `sentence_of[t]` is the sentence (0-based, within the
+    window) of token t, or -1 for [CLS], the question and [SEP]s; `offsets[t]` are the
+    token's character offsets within that sentence. `n_sentences` sentences fit (a longer
+    window is cut at MAX_TOKENS, its last sentences dropped or truncated)."""
+
+    ids: tuple[int, ...]
+    types: tuple[int, ...]
+    sentence_of: tuple[int, ...]
+    offsets: tuple[tuple[int, int], ...]
+    n_sentences: int
+
+
+def load_tokenizer(path: Path | str):
+    """The word-piece tokenizer from a tokenizer.json, without padding or truncation."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+class Pieces:
+    """Word pieces of texts (ids and character offsets), computed once per text."""
+
+    def __init__(self, tokenizer, cache_size: int = 50_000) -> None:
+        self.tokenizer = tokenizer
+        self.cls = tokenizer.token_to_id("[CLS]")
+        self.sep = tokenizer.token_to_id("[SEP]")
+        self._cache: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {}
+        self._size = cache_size
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+        got = self._cache.get(text)
+        if got is None:
+            e = self.tokenizer.encode(text, add_special_tokens=False)
+            got = (tuple(e.ids), tuple(e.offsets))
+            with self._lock:
+                if len(self._cache) >= self._size:
+                    self._cache.clear()
+                self._cache[text] = got
+        return got
+
+    def many(self, texts: Sequence[str]) -> None:
+        """Tokenize the texts not seen yet in one batch call (faster than one by one)."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if not new:
+            return
+        enc = self.tokenizer.encode_batch(new, add_special_tokens=False)
+        with self._lock:
+            if len(self._cache) + len(new) > self._size:
+                self._cache.clear()
+            for t, e in zip(new, enc, strict=True):
+                self._cache[t] = (tuple(e.ids), tuple(e.offsets))
+
+
+def encode_window(pieces: Pieces, question: str, sentences: Sequence[str],
+                  max_tokens: int = MAX_TOKENS) -> Window:
+    """The model input for `question` read with `sentences` (consecutive, in order)."""
+    q_ids = pieces(question)[0][:MAX_QUESTION_TOKENS]
+    ids = [pieces.cls, *q_ids, pieces.sep]
+    types = [0] * len(ids)
+    sentence_of = [-1] * len(ids)
+    offsets: list[tuple[int, int]] = [(0, 0)] * len(ids)
+    room = max_tokens - len(ids) - 1
+    n = 0
+    for k, text in enumerate(sentences):
+        if room <= 0:
+            break
+        s_ids, s_off = pieces(text)
+        if not s_ids:
+            continue
+        s_ids, s_off = s_ids[:room], s_off[:room]
+        ids.extend(s_ids)
+        types.extend([1] * len(s_ids))
+        sentence_of.extend([k] * len(s_ids))
+        offsets.extend(s_off)
+        room -= len(s_ids)
+        n = k + 1
+    ids.append(pieces.sep)
+    types.append(1)
+    sentence_of.append(-1)
+    offsets.append((0, 0))
+    return Window(tuple(ids), tuple(types), tuple(sentence_of), tuple(offsets), n)
+
+
+def batch_arrays(windows: Sequence[Window]) -> dict[str, np.ndarray]:
+    """Pad windows into the model's int64 inputs."""
+    width = max(len(w.ids) for w in windows)
+    ids = np.zeros((len(windows), width), dtype=np.int64)
+    types = np.zeros_like(ids)
+    mask = np.zeros_like(ids)
+    for r, w in enumerate(windows):
+        n = len(w.ids)
+        ids[r, :n] = w.ids
+        types[r, :n] = w.types
+        mask[r, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+@dataclass(frozen=True)
+class SentenceReading:
+    """What the reader made of one sentence of a window.
+
+    logit: the sentence's own logit; score: logit minus the window's no-answer logit;
+    span: the answer phrase as character offsets within the sentence (None if no token
+    of the sentence fit), span_score its start + end logit.
+    """
+
+    logit: float
+    score: float
+    span: tuple[int, int] | None
+    span_score: float
+
+
+@dataclass(frozen=True)
+class WindowReading:
+    null: float  # the window's no-answer logit
+    sentences: tuple[SentenceReading, ...]  # one per sentence that fit
+
+
+def sentence_logits(token_logits: np.ndarray, sentence_of: Sequence[int],
+                    n_sentences: int) -> np.ndarray:
+    """Mean of the tokens' sentence logit (column 2) per sentence 0..n_sentences-1."""
+    of = np.asarray(sentence_of)
+    out = np.full(n_sentences, -np.inf)
+    for k in range(n_sentences):
+        sel = of == k
+        if sel.any():
+            out[k] = float(token_logits[sel, 2].mean())
+    return out
+
+
+def best_span(start: np.ndarray, end: np.ndarray,
+              max_len: int = MAX_SPAN_TOKENS) -> tuple[int, int, float]:
+    """(i, j, start[i] + end[j]) maximising the sum with i <= j < i + max_len."""
+    n = len(start)
+    total = start[:, None] + end[None, :]
+    i, j = np.indices((n, n))
+    total = np.where((j >= i) & (j - i < max_len), total, -np.inf)
+    flat = int(np.argmax(total))
+    bi, bj = divmod(flat, n)
+    return bi, bj, float(total[bi, bj])
+
+
+def interpret(window: Window, token_logits: np.ndarray, null_logit: float) -> WindowReading:
+    """Turn one window's raw outputs (its rows of token logits, unpadded) into readings."""
+    of = np.asarray(window.sentence_of)
+    logits = sentence_logits(token_logits, window.sentence_of, window.n_sentences)
+    out = []
+    for k in range(window.n_sentences):
+        rows = np.flatnonzero(of == k)
+        if not len(rows):
+            out.append(SentenceReading(float(logits[k]), float(logits[k] - null_logit),
+                                       None, -np.inf))
+            continue
+        i, j, s = best_span(token_logits[rows, 0], token_logits[rows, 1])
+        span = (window.offsets[rows[i]][0], window.offsets[rows[j]][1])
+        out.append(SentenceReading(float(logits[k]), float(logits[k] - null_logit), span, s))
+    return WindowReading(float(null_logit), tuple(out))
+
+
+class Reader:
+    """A trained reader loaded from its folder (tokenizer.json, reader.json and the ONNX
+    model). Thread-safe; `threads` cores per forward pass."""
+
+    def __init__(self, folder: Path | str = READER_DIR, *, fp32: bool = False,
+                 threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        meta_path = self.folder / META_FILE
+        model_path = self.folder / (FP32_FILE if fp32 else MODEL_FILE)
+        for p in (meta_path, model_path, self.folder / TOKENIZER_FILE):
+            if not p.is_file():
+                raise ReaderUnusable(
+                    f"reader folder {self.folder} has no {p.name}: reinstall the project "
+                    f"(make install), point QA_READER at a folder written by "
+                    f"`qa reader train`, or set QA_READER=off")
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if self.meta.get("format") != FORMAT:
+            raise ReaderUnusable(
+                f"{meta_path} is reader format {self.meta.get('format')!r}, this version "
+                f"reads {FORMAT}: retrain it with `qa reader train` or set QA_READER=off")
+        self.max_tokens = int(self.meta.get("max_tokens", MAX_TOKENS))
+        self.pieces = Pieces(load_tokenizer(self.folder / TOKENIZER_FILE))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(model_path), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def encode(self, question: str, sentences: Sequence[str]) -> Window:
+        return encode_window(self.pieces, question, sentences, self.max_tokens)
+
+    def run(self, windows: Sequence[Window]) -> list[tuple[np.ndarray, float]]:
+        """Raw outputs per window: (token logits (len, 3), no-answer logit). Each window
+        runs as its own batch of one, so its figures never depend on its batch-mates."""
+        out = []
+        for w in windows:
+            tok, null = self.session.run(["token_logits", "null_logit"], batch_arrays([w]))
+            out.append((tok[0, : len(w.ids)], float(null[0])))
+        return out
+
+    def read(self, question: str, windows: Sequence[Sequence[str]]) -> list[WindowReading]:
+        """Read `question` with each window of consecutive sentences."""
+        texts = [t for w in windows for t in w]
+        self.pieces.many([question, *texts])
+        encoded = [self.encode(question, w) for w in windows]
+        return [interpret(w, tok, null) for w, (tok, null) in
+                zip(encoded, self.run(encoded), strict=True)]
