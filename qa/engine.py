@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import unicodedata
@@ -32,6 +31,7 @@ from qa.answer import (
     load_calibration,
     score_candidates,
 )
+from qa.conversation import contextualize
 from qa.errors import QuestionError
 from qa.retrieve import search, to_passage
 from qa.settings import Settings
@@ -55,50 +55,6 @@ def clean_question(question: object, max_chars: int) -> str:
         raise QuestionError(
             f"question is {len(text)} characters long; the limit is {max_chars}")
     return text
-
-
-_PRONOUN = re.compile(r"\b(he|she|him|her|his|hers|they|them|their|it|its|this|that|these|"
-                      r"those|there|the same)\b", re.I)
-_PERSONAL = re.compile(r"\b(he|she|him|her|his|hers)\b", re.I)
-_NOT_NAMES = {"what", "who", "when", "where", "why", "how", "which", "did", "does", "do", "is",
-              "are", "was", "were", "the", "a", "an", "can", "could", "would", "should", "has",
-              "have", "in", "on", "i", "tell", "me", "and", "or"}
-
-
-def contextualize(question: str, history: Sequence[dict] | None) -> str:
-    """The text to search for, given earlier turns of a conversation.
-
-    A follow-up that leans on an earlier turn (a pronoun, or very few content words) is
-    searched together with names from the previous question: "he"/"she" take its first
-    name, other references all of them. "What did he say about North Korea?" after
-    "What did Blinken say about Taiwan?" searches "What did he say about North Korea?
-    (Blinken)". `history` items are {"question": str, "answer": str}, oldest first.
-    """
-    if not history:
-        return question
-    previous = next((h["question"] for h in reversed(history)
-                     if isinstance(h, dict) and isinstance(h.get("question"), str)
-                     and h["question"].strip()), "")
-    if not previous:
-        return question
-    content = tokenize(question)
-    if not _PRONOUN.search(question) and len(content) > 2:
-        return question
-    own = set(content)
-    names = []
-    for name in re.findall(r"\b[A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*", previous):
-        words = [re.sub(r"['’]s$", "", w) for w in name.split() if w.lower() not in _NOT_NAMES]
-        if words and not set(tokenize(" ".join(words))) <= own:
-            names.append(" ".join(words))
-    names = list(dict.fromkeys(names))
-    if names and _PERSONAL.search(question):
-        # "he"/"she" point at a person: skip acronyms such as "US" or "UN"
-        people = [n for n in names if not n.isupper()]
-        names = people[:1] or names[:1]
-    if not names:
-        names = [w for w in re.findall(r"\w+", previous)
-                 if tokenize(w) and not set(tokenize(w)) <= own][:4]
-    return f"{question} ({', '.join(names)})" if names else question
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa.engine import QuestionError, clean_question, contextualize
+from qa.engine import QuestionError, clean_question
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -18,17 +18,6 @@ def test_bad_questions_are_refused(bad, message):
 
 def test_questions_are_normalised():
     assert clean_question("  Who\tmet\x07 Xi?\n", 100) == "Who met Xi?"
-
-
-def test_follow_up_borrows_names_from_the_previous_question():
-    history = [{"question": "What did Blinken say about Taiwan?", "answer": "…"}]
-    assert contextualize("What did he say about North Korea?", history) == (
-        "What did he say about North Korea? (Blinken)")
-    # a self-contained question is searched as it is
-    assert contextualize("What did Xi say about competition with the US?", history) == (
-        "What did Xi say about competition with the US?")
-    assert contextualize("What did he say?", []) == "What did he say?"
-    assert contextualize("What did he say?", [{"bogus": 1}]) == "What did he say?"
 
 
 def test_assistant_ask_rejects_bad_input(seeds_assistant):
@@ -59,8 +48,3 @@ def test_python_api_loads_from_the_package(seeds_assistant):
     assert d["question"] == "Who declined to meet Lloyd Austin?" and d["timings_ms"]["total"] > 0
     assert set(d["citations"][0]) == {"source", "title", "quote", "start", "end", "score"}
     assert set(d["passages"][0]) >= {"source", "text", "start", "end", "score"}
-
-
-def test_personal_pronoun_skips_acronyms():
-    history = [{"question": "Does the US support Blinken's statement?", "answer": "…"}]
-    assert contextualize("What did he say about North Korea?", history).endswith("(Blinken)")

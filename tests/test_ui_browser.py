@@ -26,6 +26,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 SEED_FILE = re.compile(r"\b00[0-4]_[0-9a-f]{16}\.txt\b")
 NOT_ANSWERED = "The documents don't answer this question."
+# A phrase the answer to each example button must hold (the page offers ui.app.EXAMPLES).
+EXAMPLE_ANSWERS = {
+    "Does the US support Taiwan independence?": "not support Taiwan independence",
+    "Who declined to meet Lloyd Austin?": "Li Shangfu",
+    "How much was the foreign aid package?": "US$95 billion",
+    "What did Blinken say about North Korea?": "North Korea",
+}
 # gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated.*")]
@@ -61,8 +68,7 @@ def test_rendered_answer_escapes_document_text(model, settings, tmp_path):
                                                          index=tmp_path / "index"))
     answer = assistant.ask("When did the Zephyr harbour reopen?")
     assert answer.answerable
-    page = render_answer(answer, assistant.index.data) + render_documents(
-        assistant.index.data)
+    page = render_answer(answer, assistant.index) + render_documents(assistant.index)
     for raw in ("<script", "<img", "<b>", "<a href", "onerror=\"", "\"javascript:"):
         assert raw not in page
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page
@@ -76,26 +82,36 @@ def test_rendered_answer_shows_sources_in_context(seeds_assistant):
     from qa.answer import Citation
     from ui.app import citation_context, render_answer
 
-    data = seeds_assistant.index.data
+    index = seeds_assistant.index
+    data = index.data
     answer = seeds_assistant.ask("Does the US support Taiwan independence?")
     assert answer.answerable and answer.citations
     if len(answer.citations) == 1:  # make sure "also reported by" is exercised
         other = next(s for s in data.sentences[5:] if s.source != answer.citations[0].source)
         extra = Citation(other.source, other.source, other.text, other.start, other.end, 0.9)
         answer = dataclasses.replace(answer, citations=(*answer.citations, extra))
-    html = render_answer(answer, data)
+    html = render_answer(answer, index)
     for n, c in enumerate(answer.citations, 1):
-        before, quote, after = citation_context(c, answer.passages, data)
+        before, quote, after = citation_context(c, answer.passages, index)
         assert quote == c.quote and (before or after), "quote shown inside its passage"
         assert f"[{n}]" in html and c.source in html
     assert "Also reported by" in html and "confidence" in html
-    assert "ADVERTISEMENT" not in html  # boilerplate lines of the passage are left out
+    assert "ADVERTISEMENT" not in html  # passages are chunks, which hold no boilerplate
+    # a citation whose passage was not retrieved is found among the index's chunks
+    for c in answer.citations:
+        before, quote, after = citation_context(c, (), index)
+        assert quote == c.quote and (before or after)
 
-    unanswered = seeds_assistant.ask("How many troops does China have near Taiwan?")
+    unanswered = seeds_assistant.ask("How many troops does China have near Taiwan?",
+                                     top_k=10)
     assert not unanswered.answerable
-    html = render_answer(unanswered, seeds_assistant.index.data)
+    sources = [p.source for p in unanswered.passages]
+    assert len(set(sources)) < len(sources), "several passages of one document"
+    html = render_answer(unanswered, index)
     assert NOT_ANSWERED in html.replace("&#x27;", "'")
     assert "Related material" in html and "Sources" not in html
+    related = SEED_FILE.findall(html)
+    assert related and len(related) == len(set(related)), "each document listed once"
 
 
 # --- the page in Chromium --------------------------------------------------------------
@@ -178,6 +194,26 @@ def ask(page, question: str) -> str:
     return wait_for_reply(page, before)
 
 
+def wait_for_answer_in_view(page) -> None:
+    """Wait until the top of the latest reply, and its answer line, show inside the chat
+    (not scrolled past to the end of its sources)."""
+    page.wait_for_function(
+        """() => { const box = document.querySelector('#cqa-chat .bubble-wrap')
+                                  .getBoundingClientRect();
+                   const m = document.querySelectorAll('#cqa-chat [data-testid="bot"]');
+                   const reply = m[m.length - 1];
+                   const line = reply.querySelector('.cqa-answer-text, .cqa-abstain, .cqa-error');
+                   const top = reply.getBoundingClientRect().top;
+                   return box.top <= top && line &&
+                          line.getBoundingClientRect().bottom <= box.bottom; }""",
+        timeout=5_000)
+
+
+def answer_text(page) -> str:
+    """The answer line of the latest reply (not its sources)."""
+    return bot_messages(page).last.locator(".cqa-answer-text").inner_text()
+
+
 @pytest.mark.browser
 def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url, tmp_path_factory):
     open_chat(page, seeds_url)
@@ -185,6 +221,8 @@ def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url, t
     assert title == "cited-qa"
     docs = page.inner_text("#cqa-docs")
     assert "5 files" in docs and "000_61a2b7113e9c39af.txt" in docs
+    # the chat takes the window's height, not a fixed 560 px
+    assert page.locator("#cqa-chat").bounding_box()["height"] > 650
 
     reply = ask(page, "Does the US support Taiwan independence?")
     assert "Taiwan" in reply and "independence" in reply
@@ -194,6 +232,11 @@ def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url, t
     assert re.search(r"confidence \d+%", reply)
     marks = bot_messages(page).last.locator("mark")
     assert marks.count() >= 1 and "Taiwan" in marks.first.inner_text()
+    wait_for_answer_in_view(page)
+    # the clear button sits above the messages, not over them
+    clear = page.locator('#cqa-chat button[aria-label="Clear"]').bounding_box()
+    messages = page.locator("#cqa-chat .bubble-wrap").bounding_box()
+    assert clear["y"] + clear["height"] <= messages["y"]
     shot = tmp_path_factory.mktemp("shots") / "screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
@@ -202,30 +245,65 @@ def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url, t
 
     reply = ask(page, "What did he say about North Korea?")
     assert re.search(r"North Korea|DPRK|Pyongyang", reply), reply
-    assert SEED_FILE.search(reply)
+    assert "searched for" in reply and SEED_FILE.search(reply)
 
+    # a complete question is searched as it is, without the earlier subject
     reply = ask(page, "How many troops does China have near Taiwan?")
-    assert NOT_ANSWERED in reply
+    assert NOT_ANSWERED in reply and "searched for" not in reply
     assert "RELATED MATERIAL" in reply.upper()
     assert page.title() == title and not page.errors
 
 
 @pytest.mark.browser
-def test_example_button_and_error_messages(page, seeds_url):
-    open_chat(page, seeds_url)
-    before = bot_messages(page).count()
-    page.get_by_role("button", name="Who did Blinken meet in Beijing?").click()
-    reply = wait_for_reply(page, before)
-    assert "Blinken" in reply and SEED_FILE.search(reply)
+def test_long_replies_open_at_their_answer(browser, seeds_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    try:
+        open_chat(page, seeds_url)
+        assert page.locator("#cqa-chat").bounding_box()["height"] >= 420  # the minimum
+        for question in ("Does the US support Taiwan independence?",
+                         "What did he say about North Korea?",
+                         "How many troops does China have near Taiwan?",
+                         "Who declined to meet Lloyd Austin?"):
+            ask(page, question)
+            wait_for_answer_in_view(page)
+        box = page.locator("#cqa-chat .bubble-wrap")
+        assert box.evaluate("e => e.scrollHeight > e.clientHeight + 400")  # long replies
+    finally:
+        context.close()
 
+
+@pytest.mark.browser
+def test_every_example_question_is_answered(page, seeds_url):
+    from ui.app import EXAMPLES
+
+    assert set(EXAMPLES) == set(EXAMPLE_ANSWERS), "EXAMPLE_ANSWERS must follow EXAMPLES"
+    open_chat(page, seeds_url)
+    for question in EXAMPLES:
+        before = bot_messages(page).count()
+        page.get_by_role("button", name=question).click()
+        reply = wait_for_reply(page, before)
+        assert NOT_ANSWERED not in reply and SEED_FILE.search(reply), (question, reply)
+        assert EXAMPLE_ANSWERS[question] in answer_text(page), (question, reply)
+        wait_for_answer_in_view(page)
+    assert not page.errors
+
+
+@pytest.mark.browser
+def test_error_messages(page, seeds_url):
+    open_chat(page, seeds_url)
     reply = ask(page, "why " * 300)
     assert "limit is 1000" in reply and "Traceback" not in reply
 
+    # an empty question gets a notice of its own, not a line in the previous reply
     before = bot_messages(page).count()
     page.fill("#cqa-question textarea", "   ")
     page.click("#cqa-ask")
-    reply = wait_for_reply(page, before)
-    assert "Please type a question" in reply
+    notice = page.locator('[data-testid="toast-body"]')
+    notice.wait_for(timeout=10_000)
+    assert "Please type a question" in notice.inner_text()
+    assert bot_messages(page).count() == before
+    assert "Please type a question" not in page.inner_text("#cqa-chat")
 
     # the page still answers after errors
     reply = ask(page, "Does the US support Taiwan independence?")

@@ -10,6 +10,7 @@ so article text can't be reinterpreted either.
 
 from __future__ import annotations
 
+import bisect
 import html
 import logging
 import os
@@ -20,14 +21,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
 
 import gradio as gr  # noqa: E402
 
-from embeddings.documents import content_spans  # noqa: E402
 from qa.engine import QuestionError  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
+    from embeddings.store import DocumentRecord
     from qa.answer import Answer, Citation
-    from qa.engine import Assistant
+    from qa.engine import Assistant, LoadedIndex
     from qa.retrieve import Passage
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,50 @@ TITLE = "cited-qa"
 DESCRIPTION = ("Ask a question about the articles: every answer is a sentence quoted word "
                "for word from one of them, with its source.")
 NOT_ANSWERED = "The documents don't answer this question."
+# Offered as buttons; each must be answered correctly over seeds/ (the browser test asks
+# every one and checks its answer): a stance, a person, a number, one to follow up on.
 EXAMPLES = (
     "Does the US support Taiwan independence?",
+    "Who declined to meet Lloyd Austin?",
+    "How much was the foreign aid package?",
     "What did Blinken say about North Korea?",
-    "Who did Blinken meet in Beijing?",
-    "How many troops does China have near Taiwan?",
 )
 CONTEXT_CHARS = 320  # passage text shown on each side of a quote, at most
 RELATED_SHOWN = 3
 SNIPPET_CHARS = 360
 TOP_K_MAX = 10
+
+
+# --- the engine's index: the only code here that knows its shape -------------------------
+
+
+def _documents(index: LoadedIndex | None) -> Sequence[DocumentRecord]:
+    """The indexed documents (source, title, date, counts), sorted by source."""
+    return index.data.documents if index is not None else ()
+
+
+def _chunk_around(index: LoadedIndex | None, source: str, start: int,
+                  end: int) -> tuple[int, str] | None:
+    """(start, text) of an indexed passage of `source` holding [start, end), for a
+    citation whose passage was not among the retrieved ones. The index keeps chunks by
+    source and start, and a document's chunk ends grow with their starts, so the last
+    chunk starting at or before `start` is the one that can hold the span."""
+    if index is None:
+        return None
+    chunks = index.data.chunks
+    i = bisect.bisect_right(chunks, (source, start), key=lambda c: (c.source, c.start))
+    chunk = chunks[i - 1] if i else None
+    if chunk is None or chunk.source != source or chunk.end < end:
+        return None
+    return chunk.start, chunk.text
+
+
+def _document(index: LoadedIndex | None, source: str) -> DocumentRecord | None:
+    """The indexed document `source`, found by bisection (no table built per answer)."""
+    documents = _documents(index)
+    i = bisect.bisect_left(documents, source, key=lambda d: d.source)
+    return documents[i] if i < len(documents) and documents[i].source == source else None
+
 
 CSS = """
 .cqa-header h1 { margin: 0 0 .15rem 0; font-size: 1.6rem; }
@@ -91,7 +126,29 @@ CSS = """
 .cqa-docs td.cqa-num, .cqa-docs th.cqa-num { text-align: right; white-space: nowrap; }
 .cqa-docs .cqa-file { display: block; word-break: break-all; margin-top: .1rem; }
 .cqa-examples button { text-align: left; }
+/* the clear button gets a row of its own above the messages instead of covering them */
+#cqa-chat .top-panel { position: static; align-self: flex-end; margin: .3rem .3rem 0 0; }
+#cqa-chat .bubble-wrap { height: auto; flex: 1 1 0; min-height: 0; padding-top: .5rem; }
 """
+
+# The chat fills the window's height (the header, input and examples take ~290 px).
+CHAT_HEIGHT = "calc(100vh - 290px)"
+CHAT_MIN_HEIGHT = 420
+# Gradio's autoscroll jumps to the end of a reply, i.e. to the tail of its sources: it is
+# off, and this brings the latest question (or, if that is too tall, the reply itself) to
+# the top of the chat instead, so the answer is read first. Run after the reply is in;
+# the chat renders a message a moment after its value arrives, hence the delay.
+SHOW_REPLY_JS = """() => new Promise(done => setTimeout(() => {
+  const box = document.querySelector('#cqa-chat .bubble-wrap');
+  const rows = box ? box.querySelectorAll('.message-row') : [];
+  if (rows.length) {
+    const reply = rows[rows.length - 1], asked = rows[rows.length - 2];
+    const top = asked && asked.classList.contains('user-row') &&
+                asked.offsetHeight < box.clientHeight / 3 ? asked : reply;
+    box.scrollTop += top.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+  }
+  done();
+}, 150))"""
 
 
 def _theme() -> gr.themes.Base:
@@ -149,33 +206,8 @@ def confidence_html(confidence: float, threshold: float | None = None,
             f'<span style="width:{pct}%"></span></span>{note}</div>')
 
 
-class _ChunkLookup:
-    """Find an indexed passage containing given offsets of a file (for citations whose
-    passage was not among the retrieved ones). Built once per index generation."""
-
-    def __init__(self) -> None:
-        self._data: Any = None
-        self._by_source: dict[str, list] = {}
-
-    def find(self, data: Any, source: str, start: int, end: int) -> tuple[int, str] | None:
-        if data is None:
-            return None
-        if data is not self._data:
-            by_source: dict[str, list] = {}
-            for chunk in data.chunks:
-                by_source.setdefault(chunk.source, []).append(chunk)
-            self._by_source, self._data = by_source, data
-        for chunk in self._by_source.get(source, ()):
-            if chunk.start <= start and end <= chunk.end:
-                return chunk.start, chunk.text
-        return None
-
-
-_LOOKUP = _ChunkLookup()
-
-
 def citation_context(citation: Citation, passages: Sequence[Passage],
-                     data: Any = None) -> tuple[str, str, str]:
+                     index: LoadedIndex | None = None) -> tuple[str, str, str]:
     """(before, quote, after): the quote inside the passage that contains it.
 
     The passage comes from `passages` (source equal and passage.start <= c.start and
@@ -188,7 +220,7 @@ def citation_context(citation: Citation, passages: Sequence[Passage],
             found = (p.start, p.text)
             break
     if found is None:
-        found = _LOOKUP.find(data, citation.source, citation.start, citation.end)
+        found = _chunk_around(index, citation.source, citation.start, citation.end)
     if found is None:
         return "", citation.quote, ""
     offset, text = found
@@ -198,25 +230,22 @@ def citation_context(citation: Citation, passages: Sequence[Passage],
     return text[:a], citation.quote, text[b:]
 
 
-def _content_lines(lines: list[str]) -> list[str]:
-    """The lines that are article text (drops "ADVERTISEMENT", share widgets...)."""
-    if not lines:
-        return []
-    text = "\n".join(lines)
-    kept = [" ".join(text[a:b].split()) for a, b in content_spans(text)]
-    return [line for line in kept if line]
+def _lines(lines: list[str]) -> list[str]:
+    """The non-blank lines, white space collapsed. Passages are chunks, which hold no
+    boilerplate lines by construction (the indexer chunks only content spans)."""
+    return [" ".join(line.split()) for line in lines if line.strip()]
 
 
 def _passage_html(before: str, quote: str, after: str) -> str:
-    """The quote highlighted inside its passage. Whole lines of the passage that are web
-    boilerplate are left out; the quote itself is always shown verbatim."""
+    """The quote highlighted inside its passage; the quote itself is always shown
+    verbatim."""
     head = before.replace("\r", "").split("\n")
     tail = after.replace("\r", "").split("\n")
     # head[-1] / tail[0] share a line with the quote; the other lines stand alone
     lead = " ".join(head[-1].split()) + (" " if head[-1][-1:].isspace() else "")
     trail = (" " if tail[0][:1].isspace() else "") + " ".join(tail[0].split())
-    above = _content_lines(head[:-1])
-    below = _content_lines(tail[1:])
+    above = _lines(head[:-1])
+    below = _lines(tail[1:])
     before_text = "\n".join([*above, lead]) if above else lead
     after_text = "\n".join([trail, *below]) if below else trail
     before_text = _trim_left(before_text, CONTEXT_CHARS)
@@ -225,30 +254,19 @@ def _passage_html(before: str, quote: str, after: str) -> str:
             f"{esc(after_text)}</blockquote>")
 
 
-def _source_head(n: int | None, source: str, title: str, date: str | None) -> str:
+def _source_head(n: int | None, source: str, index: LoadedIndex | None) -> str:
+    """Title, date and file name of a source (its file name alone if not indexed)."""
+    document = _document(index, source)
+    title, date = (document.title, document.date) if document is not None else (source, None)
     num = f'<span class="cqa-ref">[{n}]</span> ' if n is not None else ""
     when = f' <span class="cqa-meta">· {esc(date)}</span>' if date else ""
     return (f'<div class="cqa-source-head">{num}<strong>{esc(title)}</strong>{when}<br>'
             f'<span class="cqa-file">{esc(source)}</span></div>')
 
 
-def _dates(data: Any) -> dict[str, str | None]:
-    try:
-        return {d.source: d.date for d in data.documents}
-    except AttributeError:
-        return {}
-
-
-def _titles(data: Any) -> dict[str, str]:
-    try:
-        return {d.source: d.title for d in data.documents}
-    except AttributeError:
-        return {}
-
-
-def render_answer(answer: Answer, data: Any = None, threshold: float | None = None) -> str:
+def render_answer(answer: Answer, index: LoadedIndex | None = None,
+                  threshold: float | None = None) -> str:
     """The assistant's chat message for an Answer, as escaped HTML."""
-    dates = _dates(data)
     parts = ['<div class="cqa-msg">']
     if answer.searched_for and answer.searched_for != answer.question:
         parts.append(f'<div class="cqa-searched">searched for: “{esc(answer.searched_for)}”'
@@ -261,8 +279,8 @@ def render_answer(answer: Answer, data: Any = None, threshold: float | None = No
         parts.append('<div class="cqa-h">Sources</div>')
         for n, c in enumerate(answer.citations, 1):
             parts.append('<div class="cqa-source">')
-            parts.append(_source_head(n, c.source, c.title, dates.get(c.source)))
-            parts.append(_passage_html(*citation_context(c, answer.passages, data)))
+            parts.append(_source_head(n, c.source, index))
+            parts.append(_passage_html(*citation_context(c, answer.passages, index)))
             parts.append("</div>")
         if len(answer.citations) > 1:
             others = "; ".join(
@@ -274,14 +292,15 @@ def render_answer(answer: Answer, data: Any = None, threshold: float | None = No
     else:
         parts.append(f'<p class="cqa-abstain">{esc(NOT_ANSWERED)}</p>')
         parts.append(confidence_html(answer.confidence, threshold, answerable=False))
-        if answer.passages:
-            titles = _titles(data)
+        related: dict[str, Passage] = {}  # each document once, with its best passage
+        for p in answer.passages:
+            related.setdefault(p.source, p)
+        if related:
             parts.append('<div class="cqa-h">Related material (not an answer)</div>')
-            for p in answer.passages[:RELATED_SHOWN]:
-                title = titles.get(p.source, p.source)
+            for p in list(related.values())[:RELATED_SHOWN]:
                 parts.append('<div class="cqa-related-item">')
-                parts.append(_source_head(None, p.source, title, dates.get(p.source)))
-                lines = _content_lines(p.text.replace("\r", "").split("\n"))
+                parts.append(_source_head(None, p.source, index))
+                lines = _lines(p.text.replace("\r", "").split("\n"))
                 snippet = _trim_right("\n".join(lines) or p.text, SNIPPET_CHARS)
                 parts.append(f'<blockquote class="cqa-passage">{esc(snippet)}</blockquote>')
                 parts.append("</div>")
@@ -300,16 +319,16 @@ def render_question(question: str) -> str:
     return esc(question)
 
 
-def render_documents(data: Any) -> str:
+def render_documents(index: LoadedIndex | None) -> str:
     """The indexed documents as an escaped HTML table."""
-    documents = list(getattr(data, "documents", ()) or ())
+    documents = _documents(index)
     if not documents:
         return '<div class="cqa-docs cqa-meta">No documents are indexed.</div>'
     rows = "".join(
         f'<tr><td>{esc(d.title)}<span class="cqa-file cqa-meta">{esc(d.source)}</span></td>'
         f'<td class="cqa-num">{esc(d.date or "—")}</td>'
         f'<td class="cqa-num">{int(d.chunks)}</td></tr>'
-        for d in sorted(documents, key=lambda d: d.source))
+        for d in documents)
     n = len(documents)
     return (f'<div class="cqa-docs"><div class="cqa-meta">{n} file{"s" if n != 1 else ""}'
             f'</div><table><thead><tr><th>Document</th><th class="cqa-num">Date</th>'
@@ -353,9 +372,8 @@ def make_responder(assistant: Assistant):
         chat = list(chat) if isinstance(chat, list) else []
         history = _clean_history(history)
         question = question if isinstance(question, str) else ""
-        if not question.strip():
-            chat.append({"role": "assistant",
-                         "content": render_error("Please type a question first.")})
+        if not question.strip():  # a notice, not a chat message
+            gr.Warning("Please type a question first.")
             yield "", chat, history
             return
         user = {"role": "user", "content": render_question(_preview(question))}
@@ -382,7 +400,7 @@ def make_responder(assistant: Assistant):
         except Exception:  # noqa: BLE001 - only used for a hint
             threshold = None
         reply = {"role": "assistant",
-                 "content": render_answer(answer, assistant.index.data, threshold)}
+                 "content": render_answer(answer, assistant.index, threshold)}
         history.append({"question": answer.question,
                         "answer": answer.answer if answer.answerable else ""})
         yield "", [*chat, user, reply], history
@@ -406,9 +424,10 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             with gr.Column(scale=3, min_width=360):
                 chatbot = gr.Chatbot(
                     elem_id="cqa-chat", label="Conversation", show_label=False,
-                    height=560, render_markdown=False, sanitize_html=True,
+                    height=CHAT_HEIGHT, min_height=CHAT_MIN_HEIGHT,
+                    render_markdown=False, sanitize_html=True,
                     allow_tags=False, latex_delimiters=[], buttons=[],
-                    feedback_options=None, layout="bubble", autoscroll=True,
+                    feedback_options=None, layout="bubble", autoscroll=False,
                     placeholder="<b>Ask about the indexed articles.</b><br>Answers are "
                                 "quotes from the documents, with their sources.")
                 with gr.Row():
@@ -422,7 +441,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                                        for q in EXAMPLES]
             with gr.Column(scale=2, min_width=260):
                 with gr.Accordion("Indexed documents", open=True):
-                    docs = gr.HTML(render_documents(assistant.index.data), js_on_load=None,
+                    docs = gr.HTML(render_documents(assistant.index), js_on_load=None,
                                    elem_id="cqa-docs")
                 with gr.Accordion("Settings", open=False):
                     top_k = gr.Slider(1, TOP_K_MAX, value=default_k, step=1,
@@ -433,17 +452,21 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
 
         inputs = [box, chatbot, history, top_k]
         outputs = [box, chatbot, history]
-        box.submit(respond, inputs, outputs, **ask_events)
-        ask.click(respond, inputs, outputs, **ask_events)
+        asked = [box.submit(respond, inputs, outputs, **ask_events),
+                 ask.click(respond, inputs, outputs, **ask_events)]
         for button, question in zip(example_buttons, EXAMPLES, strict=True):
             def ask_example(chat, hist, k, _q=question):
                 yield from respond(_q, chat, hist, k)
-            button.click(ask_example, [chatbot, history, top_k], outputs, **ask_events)
+            asked.append(button.click(ask_example, [chatbot, history, top_k], outputs,
+                                      **ask_events))
+        for event in asked:
+            event.then(None, None, None, js=SHOW_REPLY_JS, queue=False,
+                       api_visibility="private")
         clear.click(lambda: ("", [], []), None, outputs, api_visibility="private",
                     queue=False)
         chatbot.clear(lambda: [], None, history, api_visibility="private", queue=False,
                       show_progress="hidden")
-        blocks.load(lambda: render_documents(assistant.index.data), None, docs,
+        blocks.load(lambda: render_documents(assistant.index), None, docs,
                     api_visibility="private", queue=False, show_progress="hidden")
     return blocks
 
