@@ -14,7 +14,7 @@ _WHERE = {
     "Answer": "qa.answer",
     "Citation": "qa.answer",
     "Assistant": "qa.engine",
-    "QuestionError": "qa.engine",
+    "QuestionError": "qa.errors",
     "Passage": "qa.retrieve",
     "Settings": "qa.settings",
 }

@@ -219,13 +219,13 @@ def format_answer(answer) -> str:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.engine import Assistant, clean_question
+    from qa.settings import check_top_k
 
     settings = _settings(args)
-    clean_question(args.question, settings.max_question_chars)  # fail fast, before loading
-    if args.top_k is not None and not 1 <= args.top_k <= 50:
-        raise ValueError(f"--top-k must be from 1 to 50, got {args.top_k}")
+    question = clean_question(args.question, settings.max_question_chars)  # before loading
+    top_k = None if args.top_k is None else check_top_k(args.top_k)
     assistant = Assistant.load(settings=settings, progress=_progress_wanted(args))
-    answer = assistant.ask(args.question, top_k=args.top_k)
+    answer = assistant.ask(question, top_k=top_k)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -256,17 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "sentence_transformers", "transformers", "urllib3", "faiss"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from embeddings.store import IndexBusy, IndexUnusable
-    from qa.engine import QuestionError
+    from qa.errors import BadInput, Busy, Unusable
 
     try:
         return args.func(args)
-    except (QuestionError, IndexUnusable) as exc:
-        print(f"qa {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except IndexBusy as exc:
+    except (Unusable, IndexUnusable) as exc:  # broken or stale files: the message names the fix
         print(f"qa {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (Busy, IndexBusy) as exc:
+        print(f"qa {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except (BadInput, ValueError) as exc:  # bad input: a question, a flag, a path
         print(f"qa {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

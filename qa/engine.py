@@ -13,28 +13,19 @@ import threading
 import time
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from embeddings import store
 from embeddings.chunking import Sentence
 from embeddings.indexer import BuildReport, build_index, staleness
-from embeddings.lexical import BM25, tokenize
-from qa.answer import (
-    Answer,
-    QuestionTerms,
-    SentenceTokens,
-    compose,
-    default_calibration,
-    load_calibration,
-    score_candidates,
-)
+from qa import calibration
+from qa.answer import Answer, Choice, compose
 from qa.conversation import contextualize
 from qa.errors import QuestionError
-from qa.retrieve import search, to_passage
-from qa.settings import Settings
+from qa.index import Index, SearchSettings
+from qa.query import Query, make_query
+from qa.ranker import confidence_of, score_candidates
+from qa.settings import Settings, check_top_k
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +46,6 @@ def clean_question(question: object, max_chars: int) -> str:
         raise QuestionError(
             f"question is {len(text)} characters long; the limit is {max_chars}")
     return text
-
-
-@dataclass(frozen=True)
-class LoadedIndex:
-    data: store.IndexData
-    bm25: BM25
-    vectors: object  # faiss index
-    titles: dict[str, str]
-    sentence_tokens: SentenceTokens
-
-
-def _load(index_dir: Path) -> LoadedIndex:
-    import faiss
-
-    # One question searches one vector: FAISS threads only add hand-off cost (and fight
-    # the encoder for the cores), so answer-time search runs on one thread.
-    faiss.omp_set_num_threads(1)
-    data, bm25, vectors = store.load_index(index_dir)
-    titles = {d.source: d.title for d in data.documents}
-    return LoadedIndex(data, bm25, vectors, titles, SentenceTokens(data))
 
 
 def ensure_index(settings: Settings, progress: bool = False, model=None,
@@ -98,18 +69,22 @@ def load_encoder_for(settings: Settings):
 class Assistant:
     """Answers questions from one index. Thread-safe for concurrent `ask` calls."""
 
-    def __init__(self, settings: Settings, model, index: LoadedIndex) -> None:
+    def __init__(self, settings: Settings, model, index: Index, reader=None) -> None:
         self.settings = settings
         self.model = model
+        self.reader = reader  # a qa.reading.ReadingStage, or None: the ranker decides
         self._index = index
         self._reload_lock = threading.Lock()
+        self.search_settings = SearchSettings(
+            settings.candidates, settings.rrf_k, settings.dense_weight,
+            settings.bm25_weight, settings.duplicate_similarity)
 
     @classmethod
     def load(cls, corpus: str | Path | None = None, index: str | Path | None = None, *,
              settings: Settings | None = None, update: bool | None = None,
              progress: bool = False, **overrides) -> Assistant:
-        """Load the model and the index, building or updating the index first if it
-        doesn't reflect the corpus (missing, other model or chunker settings, files
+        """Load the model, the reader and the index, building or updating the index first
+        if it doesn't reflect the corpus (missing, other model or chunker settings, files
         added, changed or deleted).
 
         update: True always runs the (incremental) build first; False never builds;
@@ -134,16 +109,18 @@ class Assistant:
                 log.warning("updating the index: %s", stale)
             report = ensure_index(settings, progress=progress, model=model)
             log.info("%s", report.summary())
-        loaded = _load(settings.index_dir)
-        if loaded.data.manifest.get("model") != settings.model:
+        loaded = Index.load(settings.index_dir)
+        if loaded.manifest.get("model") != settings.model:
             raise store.IndexUnusable(
                 f"index at {settings.index_dir} was built with model "
-                f"{loaded.data.manifest.get('model')!r}, not {settings.model!r}; "
+                f"{loaded.manifest.get('model')!r}, not {settings.model!r}; "
                 f"{store.rebuild_hint(settings.index_dir)}")
-        return cls(settings, model, loaded)
+        from qa.reading import load_stage
+
+        return cls(settings, model, loaded, load_stage(settings))
 
     @property
-    def index(self) -> LoadedIndex:
+    def index(self) -> Index:
         return self._index
 
     def reload(self, update: bool = True) -> BuildReport | None:
@@ -151,48 +128,55 @@ class Assistant:
         flowing from the old one until the swap."""
         with self._reload_lock:
             report = ensure_index(self.settings, model=self.model) if update else None
-            self._index = _load(self.settings.index_dir)
+            self._index = Index.load(self.settings.index_dir)
             return report
 
-    def embed_question(self, text: str) -> np.ndarray:
-        from embeddings.encoder import encode
+    def query(self, question: str, history: Sequence[dict] | None = None,
+              index: Index | None = None) -> Query:
+        """The Query of a cleaned question: completed from `history` for a follow-up,
+        embedded and tokenized once."""
+        index = index or self._index
+        searched = contextualize(question, history)
+        vector = self.model.encode([searched])[0]
+        return make_query(question, searched, vector, index.idf, index.n_chunks)
 
-        return encode(self.model, [text])[0]
+    def threshold(self) -> float:
+        """The abstention threshold in force: the settings' min_confidence, else the
+        reader's calibrated one, else the ranker's."""
+        if self.settings.min_confidence is not None:
+            return self.settings.min_confidence
+        if self.reader is not None:
+            return self.reader.threshold
+        return calibration.load().threshold
 
-    def _retrieve(self, index: LoadedIndex, query: str, qvec: np.ndarray, top_k: int):
-        s = self.settings
-        tokens = tokenize(query)
-        hits = search(index.data, index.vectors, index.bm25, qvec, tokens,
-                      candidates=max(s.candidates, top_k), rrf_k=s.rrf_k,
-                      dense_weight=s.dense_weight, bm25_weight=s.bm25_weight,
-                      duplicate_similarity=s.duplicate_similarity)
-        best = (s.dense_weight + s.bm25_weight) / (s.rrf_k + 1)
-        passages = [to_passage(index.data, h, best) for h in hits]
-        return tokens, hits, passages
+    def choose(self, query: Query, index: Index, passages) -> Choice | None:
+        """The sentence that answers best and the confidence that it does: the ranker's
+        best, re-read by the reader when there is one; None without candidates."""
+        ranker = calibration.load()
+        candidates = score_candidates(query, index, passages, ranker,
+                                      self.settings.answer_passages)
+        if not candidates:
+            return None
+        if self.reader is not None:
+            return self.reader.choose(query, index, passages, candidates)
+        return Choice(candidates[0].sentence, confidence_of(candidates, ranker),
+                      candidates[0].features)
 
     def candidates(self, question: str) -> list[tuple[Sentence, tuple[float, ...]]]:
         """Every candidate sentence for a question with its feature values
-        (`qa.answer.FEATURES`), best first: the input for refitting the calibration (which
-        works even when the calibration file is of older features: the order then comes
-        from the default weights)."""
+        (`qa.features.FEATURES`), best first: the input for refitting the calibration
+        (which works even when the calibration file is of older features: the order then
+        comes from the default weights)."""
         index = self._index
-        question = clean_question(question, self.settings.max_question_chars)
-        qvec = self.embed_question(question)
-        tokens, hits, passages = self._retrieve(index, question, qvec, self.settings.top_k)
+        query = self.query(clean_question(question, self.settings.max_question_chars),
+                           index=index)
+        passages = index.search(query, self.search_settings, self.settings.top_k)
         try:
-            model = load_calibration()
-        except ValueError:  # a calibration of other features: only the order differs
-            model = default_calibration()
-        found = score_candidates(index.data, hits, passages, qvec,
-                                 QuestionTerms(question, index.bm25, tokens),
-                                 index.sentence_tokens, model, self.settings.answer_passages)
-        return [(index.data.sentences[c.sentence], c.features) for c in found]
-
-    def threshold(self) -> float:
-        """The abstention threshold in force (settings, else the calibration file)."""
-        if self.settings.min_confidence is not None:
-            return self.settings.min_confidence
-        return float(load_calibration()["threshold"])
+            ranker = calibration.load()
+        except calibration.CalibrationUnusable:  # other features: only the order differs
+            ranker = calibration.default()
+        found = score_candidates(query, index, passages, ranker, self.settings.answer_passages)
+        return [(index.sentences[c.sentence], c.features) for c in found]
 
     def ask(self, question: str, *, top_k: int | None = None,
             history: Sequence[dict] | None = None, abstain: bool = True) -> Answer:
@@ -200,31 +184,25 @@ class Assistant:
 
         abstain=False returns the best candidate whatever its confidence (for
         evaluation: apply `qa.answer.apply_threshold` to get what `ask` returns).
-        Raises QuestionError for an empty, non-text or over-long question, ValueError for
-        a bad top_k. Answer.timings_ms holds milliseconds per stage.
+        Raises QuestionError for an empty, non-text or over-long question, SettingError
+        for a bad top_k. Answer.timings_ms holds milliseconds per stage.
         """
         s = self.settings
         question = clean_question(question, s.max_question_chars)
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
-                                  or not 1 <= top_k <= 50):
-            raise ValueError(f"top_k must be an integer from 1 to 50, got {top_k!r}")
-        top_k = top_k or s.top_k
+        top_k = s.top_k if top_k is None else check_top_k(top_k)
         index = self._index
         t0 = time.perf_counter()
-        query = contextualize(question, history)
-        qvec = self.embed_question(query)
+        query = self.query(question, history, index)
         t1 = time.perf_counter()
-        tokens, hits, passages = self._retrieve(index, query, qvec, top_k)
+        passages = index.search(query, self.search_settings, top_k)
         t2 = time.perf_counter()
-        answer = compose(
-            question, index.data, hits, passages, qvec, QuestionTerms(query, index.bm25, tokens),
-            index.sentence_tokens, top_k=top_k, n_passages=s.answer_passages,
-            min_confidence=self.threshold() if abstain else 0.0,
-            corroborate_similarity=s.corroborate_similarity,
-            titles=index.titles, searched_for=query)
-        t3 = time.perf_counter()
+        choice = self.choose(query, index, passages)
+        answer = compose(query, index, passages, choice, top_k=top_k,
+                         threshold=self.threshold() if abstain else 0.0,
+                         corroborate_similarity=s.corroborate_similarity)
+        t4 = time.perf_counter()
         answer.timings_ms.update({"encode": round((t1 - t0) * 1000, 2),
                                   "retrieve": round((t2 - t1) * 1000, 2),
-                                  "answer": round((t3 - t2) * 1000, 2),
-                                  "total": round((t3 - t0) * 1000, 2)})
+                                  "answer": round((t4 - t2) * 1000, 2),
+                                  "total": round((t4 - t0) * 1000, 2)})
         return answer

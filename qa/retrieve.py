@@ -1,4 +1,8 @@
-"""Find the passages (chunks) for a question: dense + BM25 rankings fused, duplicates collapsed."""
+"""Retrieval math as plain functions: rank fusion, top-n, near-duplicate collapsing.
+
+`qa.index.Index.search` runs them over the index's FAISS and BM25 rankings; nothing
+here touches an index, so each is tested on hand-made numbers.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embeddings.lexical import BM25
-from embeddings.store import IndexData
-
 
 @dataclass(frozen=True)
 class Passage:
@@ -17,7 +18,9 @@ class Passage:
 
     score: fused retrieval score scaled to 0..1 (1 = first in every ranking).
     also: other sources holding a near-identical passage (collapsed into this one).
-    chunk: the chunk's row in the index (not part of the JSON).
+    The rest is the engine's own (not in the JSON): chunk, the chunk's row in the index;
+    dense, its cosine with the question; bm25, its BM25 score; also_chunks, the rows of
+    the chunks collapsed into it.
     """
 
     source: str
@@ -27,6 +30,9 @@ class Passage:
     score: float
     chunk: int = field(default=-1, compare=False)
     also: tuple[str, ...] = ()
+    dense: float = field(default=0.0, compare=False)
+    bm25: float = field(default=0.0, compare=False)
+    also_chunks: tuple[int, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
         out = {"source": self.source, "text": self.text, "start": self.start, "end": self.end,
@@ -51,6 +57,11 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60,
     return fused
 
 
+def best_fused(k: int, weights: Sequence[float]) -> float:
+    """The largest RRF value: first in every ranking (the scale of Passage.score)."""
+    return sum(weights) / (k + 1)
+
+
 def top_n(scores: np.ndarray, n: int) -> list[int]:
     """Indices of the `n` largest positive scores, best first."""
     n = min(n, len(scores))
@@ -61,74 +72,24 @@ def top_n(scores: np.ndarray, n: int) -> list[int]:
     return [int(i) for i in idx if scores[i] > 0]
 
 
-@dataclass(frozen=True)
-class Hit:
-    """A fused retrieval result before it becomes a Passage. Scores: cosine, BM25, RRF."""
-
-    chunk: int
-    fused: float
-    dense: float
-    bm25: float
-    also: tuple[int, ...] = ()
-
-
-def search(
-    data: IndexData,
-    vectors,
-    bm25: BM25,
-    query_vector: np.ndarray,
-    query_tokens: list[str],
-    *,
-    candidates: int = 30,
-    rrf_k: int = 60,
-    dense_weight: float = 1.0,
-    bm25_weight: float = 1.0,
-    duplicate_similarity: float = 0.95,
-) -> list[Hit]:
-    """Rank chunks for a question. Returns fused hits, best first, near-duplicates collapsed.
-
-    query_vector: unit-length (dim,) float32; query_tokens: `embeddings.lexical.tokenize`.
-    A chunk whose vector has cosine >= `duplicate_similarity` with a better hit from
-    another source is folded into that hit's `also`.
-    """
-    if not data.chunks:
-        return []
-    k = min(candidates, len(data.chunks))
-    sims, ids = vectors.search(query_vector.reshape(1, -1).astype(np.float32), k)
-    dense_rank = [int(i) for i in ids[0] if i >= 0]
-    dense_score = {int(i): float(s) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0}
-    lexical = bm25.scores(query_tokens)
-    bm25_rank = top_n(lexical, k)
-    fused = rrf([dense_rank, bm25_rank], rrf_k, [dense_weight, bm25_weight])
-    order = sorted(fused, key=lambda i: (-fused[i], i))
-    # cosine for BM25-only hits, so every hit carries both signals
-    missing = [i for i in order if i not in dense_score]
-    if missing:
-        cos = data.chunk_vectors[missing] @ query_vector
-        dense_score.update({i: float(c) for i, c in zip(missing, cos, strict=True)})
-    hits: list[Hit] = []
-    # cosine of every candidate with every other, once; kept[j] = candidate row of hits[j]
-    rows = data.chunk_vectors[order]
-    pair = rows @ rows.T
-    kept: list[int] = []
-    for r, i in enumerate(order):
+def collapse(order: Sequence[int], vectors: np.ndarray, sources: Sequence[str],
+             similarity: float) -> list[tuple[int, tuple[int, ...]]]:
+    """Fold near-duplicates: walk `order` (best first) and fold an item whose vector has
+    cosine >= `similarity` with an already kept item into it (as an "also" when it comes
+    from another source; dropped when from the same). `vectors[r]` and `sources[r]`
+    belong to `order[r]`. Returns (kept item, folded items) pairs, best first."""
+    kept: list[int] = []  # rows of order
+    out: list[tuple[int, tuple[int, ...]]] = []
+    pair = vectors @ vectors.T if len(order) else np.zeros((0, 0), np.float32)
+    for r, item in enumerate(order):
         if kept:
-            sims_kept = pair[r, kept]
-            j = int(np.argmax(sims_kept))
-            if sims_kept[j] >= duplicate_similarity:
-                h = hits[j]
-                if data.chunks[i].source != data.chunks[h.chunk].source:
-                    hits[j] = Hit(h.chunk, h.fused, h.dense, h.bm25, h.also + (i,))
+            sims = pair[r, kept]
+            j = int(np.argmax(sims))
+            if sims[j] >= similarity:
+                head, also = out[j]
+                if sources[r] != sources[kept[j]]:
+                    out[j] = (head, also + (item,))
                 continue
-        hits.append(Hit(i, fused[i], dense_score[i], float(lexical[i])))
+        out.append((item, ()))
         kept.append(r)
-    return hits
-
-
-def to_passage(data: IndexData, hit: Hit, best_possible: float) -> Passage:
-    """A Passage for a hit, its fused score scaled by `best_possible` (the top RRF value)."""
-    c = data.chunks[hit.chunk]
-    also = tuple(dict.fromkeys(data.chunks[j].source for j in hit.also
-                               if data.chunks[j].source != c.source))
-    score = hit.fused / best_possible if best_possible > 0 else 0.0
-    return Passage(c.source, c.text, c.start, c.end, min(1.0, score), hit.chunk, also)
+    return out

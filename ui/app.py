@@ -21,14 +21,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
 
 import gradio as gr  # noqa: E402
 
-from qa.engine import QuestionError  # noqa: E402
+from qa.errors import QuestionError  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
     from embeddings.store import DocumentRecord
     from qa.answer import Answer, Citation
-    from qa.engine import Assistant, LoadedIndex
+    from qa.engine import Assistant
+    from qa.index import Index
     from qa.retrieve import Passage
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,12 @@ TOP_K_MAX = 10
 # --- the engine's index: the only code here that knows its shape -------------------------
 
 
-def _documents(index: LoadedIndex | None) -> Sequence[DocumentRecord]:
+def _documents(index: Index | None) -> Sequence[DocumentRecord]:
     """The indexed documents (source, title, date, counts), sorted by source."""
-    return index.data.documents if index is not None else ()
+    return index.documents if index is not None else ()
 
 
-def _chunk_around(index: LoadedIndex | None, source: str, start: int,
+def _chunk_around(index: Index | None, source: str, start: int,
                   end: int) -> tuple[int, str] | None:
     """(start, text) of an indexed passage of `source` holding [start, end), for a
     citation whose passage was not among the retrieved ones. The index keeps chunks by
@@ -67,7 +68,7 @@ def _chunk_around(index: LoadedIndex | None, source: str, start: int,
     chunk starting at or before `start` is the one that can hold the span."""
     if index is None:
         return None
-    chunks = index.data.chunks
+    chunks = index.chunks
     i = bisect.bisect_right(chunks, (source, start), key=lambda c: (c.source, c.start))
     chunk = chunks[i - 1] if i else None
     if chunk is None or chunk.source != source or chunk.end < end:
@@ -75,7 +76,7 @@ def _chunk_around(index: LoadedIndex | None, source: str, start: int,
     return chunk.start, chunk.text
 
 
-def _document(index: LoadedIndex | None, source: str) -> DocumentRecord | None:
+def _document(index: Index | None, source: str) -> DocumentRecord | None:
     """The indexed document `source`, found by bisection (no table built per answer)."""
     documents = _documents(index)
     i = bisect.bisect_left(documents, source, key=lambda d: d.source)
@@ -207,7 +208,7 @@ def confidence_html(confidence: float, threshold: float | None = None,
 
 
 def citation_context(citation: Citation, passages: Sequence[Passage],
-                     index: LoadedIndex | None = None) -> tuple[str, str, str]:
+                     index: Index | None = None) -> tuple[str, str, str]:
     """(before, quote, after): the quote inside the passage that contains it.
 
     The passage comes from `passages` (source equal and passage.start <= c.start and
@@ -254,7 +255,7 @@ def _passage_html(before: str, quote: str, after: str) -> str:
             f"{esc(after_text)}</blockquote>")
 
 
-def _source_head(n: int | None, source: str, index: LoadedIndex | None) -> str:
+def _source_head(n: int | None, source: str, index: Index | None) -> str:
     """Title, date and file name of a source (its file name alone if not indexed)."""
     document = _document(index, source)
     title, date = (document.title, document.date) if document is not None else (source, None)
@@ -264,7 +265,7 @@ def _source_head(n: int | None, source: str, index: LoadedIndex | None) -> str:
             f'<span class="cqa-file">{esc(source)}</span></div>')
 
 
-def render_answer(answer: Answer, index: LoadedIndex | None = None,
+def render_answer(answer: Answer, index: Index | None = None,
                   threshold: float | None = None) -> str:
     """The assistant's chat message for an Answer, as escaped HTML."""
     parts = ['<div class="cqa-msg">']
@@ -319,7 +320,7 @@ def render_question(question: str) -> str:
     return esc(question)
 
 
-def render_documents(index: LoadedIndex | None) -> str:
+def render_documents(index: Index | None) -> str:
     """The indexed documents as an escaped HTML table."""
     documents = _documents(index)
     if not documents:

@@ -1,0 +1,153 @@
+"""The loaded index: documents, chunks, sentences, vectors, BM25 and titles, validated once
+when loaded, and `search(query) -> list[Passage]`.
+
+    index = Index.load(index_dir)              # raises IndexUnusable naming the fix
+    passages = index.search(query, candidates=30)
+
+Everything per sentence that the answerer asks for more than once (tokens, neighbours)
+is computed on first use and kept.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embeddings import store
+from embeddings.lexical import BM25, tokenize
+from qa.query import Query
+from qa.retrieve import Passage, best_fused, collapse, rrf, top_n
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How `Index.search` ranks: chunks taken from each retriever, RRF constant and
+    weights, the cosine above which two passages are one."""
+
+    candidates: int = 30
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    bm25_weight: float = 2.0
+    duplicate_similarity: float = 0.95
+
+
+class Index:
+    """One index generation in memory. Thread-safe for concurrent searches."""
+
+    def __init__(self, data: store.IndexData, bm25: BM25, vectors) -> None:
+        self.data = data
+        self.bm25 = bm25
+        self.vectors = vectors  # the FAISS index of the chunk vectors
+        self.manifest = data.manifest
+        self.documents = data.documents
+        self.chunks = data.chunks
+        self.sentences = data.sentences
+        self.chunk_vectors = data.chunk_vectors
+        self.sentence_vectors = data.sentence_vectors
+        self.titles = {d.source: d.title for d in data.documents}
+        self.dates = {d.source: d.date for d in data.documents}
+        self._chunk_firsts = [c.first for c in data.chunks]
+        self._tokens: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, index_dir: Path | str) -> Index:
+        """Load and check the live generation (`embeddings.store.load_index`)."""
+        import faiss
+
+        # One question searches one vector: FAISS threads only add hand-off cost (and
+        # fight the encoder for the cores), so answer-time search runs on one thread.
+        faiss.omp_set_num_threads(1)
+        return cls(*store.load_index(Path(index_dir)))
+
+    # -- lexical statistics ---------------------------------------------------------------
+    @property
+    def n_chunks(self) -> int:
+        return self.bm25.n_docs
+
+    def idf(self, token: str) -> float:
+        return self.bm25.idf(token)
+
+    # -- sentences --------------------------------------------------------------------------
+    def _words(self, i: int) -> tuple[tuple[str, ...], frozenset[str]]:
+        got = self._tokens.get(i)
+        if got is None:
+            words = tuple(tokenize(self.sentences[i].text))
+            got = (words, frozenset(words))
+            with self._lock:
+                self._tokens[i] = got
+        return got
+
+    def tokens(self, i: int) -> frozenset[str]:
+        """Sentence i's tokens (`embeddings.lexical.tokenize`) as a set."""
+        return self._words(i)[1]
+
+    def words(self, i: int) -> tuple[str, ...]:
+        """Sentence i's tokens in order."""
+        return self._words(i)[0]
+
+    def neighbours(self, i: int) -> list[int]:
+        """The sentences before and after sentence i in the same document."""
+        src = self.sentences[i].source
+        return [j for j in (i - 1, i + 1)
+                if 0 <= j < len(self.sentences) and self.sentences[j].source == src]
+
+    def quote(self, first: int, last: int) -> tuple[int, int, str] | None:
+        """(start, end, text) of sentences first..last of one document: the file's text
+        from the first's start to the last's end, taken from a chunk that holds them all
+        (chunks are stored in sentence order, so it is found by bisection); None when no
+        chunk does."""
+        a, b = self.sentences[first], self.sentences[last]
+        k = bisect.bisect_right(self._chunk_firsts, first)
+        for c in self.chunks[max(0, k - 3): k]:
+            if c.first <= first and last <= c.last:
+                return a.start, b.end, c.text[a.start - c.start: b.end - c.start]
+        return None
+
+    # -- search -----------------------------------------------------------------------------
+    def search(self, query: Query, settings: SearchSettings = SearchSettings(),
+               top_k: int = 0) -> list[Passage]:
+        """Chunks for a question, best first: FAISS inner-product and BM25 each rank
+        max(candidates, top_k) chunks, weighted reciprocal rank fusion merges them, and a
+        chunk near-identical (cosine >= duplicate_similarity) to a better one from
+        another file is folded into it (`Passage.also`)."""
+        s = settings
+        if not self.chunks:
+            return []
+        k = min(max(s.candidates, top_k), len(self.chunks))
+        sims, ids = self.vectors.search(query.vector.reshape(1, -1).astype(np.float32), k)
+        dense_rank = [int(i) for i in ids[0] if i >= 0]
+        dense = {int(i): float(x) for i, x in zip(ids[0], sims[0], strict=True) if i >= 0}
+        lexical = self.bm25.scores(list(query.tokens))
+        weights = (s.dense_weight, s.bm25_weight)
+        fused = rrf([dense_rank, top_n(lexical, k)], s.rrf_k, weights)
+        order = sorted(fused, key=lambda i: (-fused[i], i))
+        missing = [i for i in order if i not in dense]  # BM25-only: give them a cosine too
+        if missing:
+            cos = self.chunk_vectors[missing] @ query.vector
+            dense.update({i: float(c) for i, c in zip(missing, cos, strict=True)})
+        best = best_fused(s.rrf_k, weights)
+        out = []
+        for i, folded in collapse(order, self.chunk_vectors[order],
+                                  [self.chunks[i].source for i in order],
+                                  s.duplicate_similarity):
+            c = self.chunks[i]
+            also = tuple(dict.fromkeys(self.chunks[j].source for j in folded
+                                       if self.chunks[j].source != c.source))
+            score = min(1.0, fused[i] / best) if best > 0 else 0.0
+            out.append(Passage(c.source, c.text, c.start, c.end, score, i, also, dense[i],
+                               float(lexical[i]), folded))
+        return out
+
+    def passage_sentences(self, passages: list[Passage], n: int) -> dict[int, int]:
+        """sentence -> the first of the best `n` passages that holds it."""
+        seen: dict[int, int] = {}
+        for p, passage in enumerate(passages[:n]):
+            chunk = self.chunks[passage.chunk]
+            for s in range(chunk.first, chunk.last + 1):
+                seen.setdefault(s, p)
+        return seen

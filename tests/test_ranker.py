@@ -1,0 +1,62 @@
+"""qa/ranker.py: candidates from the best passages, scored by a hand-set calibration."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from corpora import query_of, tiny_index
+
+from qa.calibration import MAX_MARGIN, Calibration
+from qa.features import FEATURES
+from qa.index import SearchSettings
+from qa.ranker import Candidate, confidence_of, margin, score_candidates
+
+TEXTS = {"bridge.txt": "The new bridge opened in Lyon on Monday. It cost 38 million euros. "
+                       "Traffic is expected to ease.",
+         "weather.txt": "Paris had mild weather all week. Rain is forecast for Sunday."}
+
+
+def only(feature: str, weight: float = 1.0, bias: float = 0.0) -> Calibration:
+    w = np.zeros(len(FEATURES))
+    w[FEATURES.index(feature)] = weight
+    return Calibration(w, bias, 0.5)
+
+
+@pytest.fixture(scope="module")
+def index():
+    return tiny_index(TEXTS)
+
+
+def test_every_sentence_of_the_best_passages_competes(index):
+    q = query_of(index, "How much did the bridge cost?")
+    passages = index.search(q, SearchSettings(candidates=10))
+    one = score_candidates(q, index, passages, only("coverage"), 1)
+    chunk = index.chunks[passages[0].chunk]
+    assert {c.sentence for c in one} == set(range(chunk.first, chunk.last + 1))
+    both = score_candidates(q, index, passages, only("coverage"), 2)
+    assert len(both) == len(index.sentences)
+
+
+def test_the_logit_is_the_weighted_features_plus_bias(index):
+    q = query_of(index, "How much did the bridge cost?")
+    passages = index.search(q, SearchSettings(candidates=10))
+    found = score_candidates(q, index, passages, only("coverage", 2.0, -1.0), 2)
+    k = FEATURES.index("coverage")
+    assert all(c.z == pytest.approx(2.0 * c.features[k] - 1.0) for c in found)
+    assert [c.z for c in found] == sorted((c.z for c in found), reverse=True)
+    best = index.sentences[found[0].sentence].text
+    assert best in ("The new bridge opened in Lyon on Monday.", "It cost 38 million euros.")
+    # the type signal prefers the sentence with the amount
+    typed = score_candidates(q, index, passages, only("type_mismatch", -5.0), 1)
+    assert index.sentences[typed[0].sentence].text == "It cost 38 million euros."
+
+
+def test_margin_and_confidence():
+    f = tuple(0.0 for _ in FEATURES)
+    best, second = Candidate(1, 0, f, 2.0), Candidate(2, 0, f, 1.5)
+    assert margin([best, second]) == 0.5 and margin([best]) == MAX_MARGIN and margin([]) == 0
+    plain = Calibration(np.zeros(len(FEATURES)), 0.0, 0.5)
+    assert confidence_of([best, second], plain) == pytest.approx(1 / (1 + math.exp(-2.0)))
+    assert confidence_of([], plain) == 0.0
