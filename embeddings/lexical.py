@@ -115,9 +115,21 @@ class BM25:
         return np.asarray(self._retriever.get_scores(known), dtype=np.float32)
 
     def idf(self, token: str) -> float:
-        """Inverse document frequency of a token over the indexed texts (0 if unknown)."""
+        """Inverse document frequency of a token over the indexed texts (0 if unknown), as
+        the BM25 scores weigh it (`lucene_idf`)."""
         tid = self.vocab.get(token)
         df = int(self._df[tid]) if tid is not None and tid < len(self._df) else 0
         if df == 0:
             return 0.0
-        return math.log(1 + (self.n_docs - df + 0.5) / (df + 0.5))
+        return lucene_idf(df, self.n_docs)
+
+
+def lucene_idf(df: int, n_docs: int) -> float:
+    """BM25's Lucene IDF of a token found in `df` of `n_docs` texts:
+    log(1 + (n_docs - df + 0.5) / (df + 0.5)).
+
+    The formula of bm25s's default method ("lucene"), which `BM25` scores with: bm25s
+    computes it in `bm25s.scoring._score_idf_lucene`, a private function, so it is
+    written out here (tests/test_lexical.py checks the two agree).
+    """
+    return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))

@@ -23,8 +23,6 @@ index usable; leftovers are removed by the next build.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -36,7 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings import files
 from embeddings.chunking import Chunk, Sentence
+from embeddings.encoder import DEFAULT_BACKEND
+from embeddings.errors import Busy, Unusable
 from embeddings.lexical import BM25
 
 FORMAT_VERSION = 1
@@ -48,11 +49,11 @@ LOCK = ".lock"
 APPROXIMATE_ABOVE = 100_000
 
 
-class IndexUnusable(ValueError):
+class IndexUnusable(Unusable):
     """The index folder is missing, incomplete or damaged; the message says what to run."""
 
 
-class IndexBusy(RuntimeError):
+class IndexBusy(Busy):
     """Another process holds the index lock."""
 
 
@@ -88,7 +89,7 @@ class IndexData:
 
 def make_manifest(model: str, dim: int, chunker: dict, documents: list[DocumentRecord],
                   n_chunks: int, n_sentences: int, seconds: float, *,
-                  encoder: str = "auto", backend: str | None = None,
+                  encoder: str = DEFAULT_BACKEND, backend: str | None = None,
                   encoder_format: int | None = None) -> dict:
     """The manifest of a generation. `seconds` is the build's wall time; `encoder` is
     the backend asked for ("auto", "onnx-int8", ...), `backend` the one that embedded
@@ -135,43 +136,20 @@ def checkpoint(name: str) -> None:
 @contextlib.contextmanager
 def locked(index_dir: Path) -> Iterator[None]:
     """Hold the index's write lock; raise IndexBusy at once if another process has it."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(index_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise IndexBusy(
-                f"another 'qa index' (pid {holder}) is writing {index_dir}; "
-                "wait for it to finish and run again"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    index_dir = Path(index_dir)
+    with files.locked(index_dir / LOCK, wait=False, busy=lambda pid: IndexBusy(
+            f"another 'qa index' (pid {pid}) is writing {index_dir}; "
+            "wait for it to finish and run again")):
         yield
-    finally:
-        os.close(fd)
 
 
 # --- writing ---------------------------------------------------------------------------
 
 
 def _write_jsonl(path: Path, rows: Iterator[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    with files.synced(path, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def clean_leftovers(index_dir: Path) -> list[str]:
@@ -252,20 +230,16 @@ def write_index(index_dir: Path, data: IndexData, bm25: BM25,
     data.manifest["vector_index"] = kind
     faiss.write_index(vectors, str(tmp / "vectors.faiss"))
     checkpoint("wrote-vectors")
-    with open(tmp / "sentence_vectors.npy", "wb") as f:
+    with files.synced(tmp / "sentence_vectors.npy", "wb") as f:
         np.save(f, data.sentence_vectors, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
     checkpoint("wrote-sentence-vectors")
     bm25.save(tmp / "bm25")
     checkpoint("wrote-bm25")
     # The manifest goes last: a generation folder without one is never complete.
-    with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
+    with files.synced(tmp / "manifest.json", "w", encoding="utf-8") as f:
         json.dump(data.manifest, f, indent=2, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
     checkpoint("wrote-manifest")
-    _fsync_dir(tmp)
+    files.fsync_dir(tmp)
     final = index_dir / name
     os.rename(tmp, final)
     checkpoint("renamed")
@@ -274,7 +248,7 @@ def write_index(index_dir: Path, data: IndexData, bm25: BM25,
     os.symlink(name, link)
     checkpoint("linked")
     os.replace(link, index_dir / CURRENT)  # the one atomic switch
-    _fsync_dir(index_dir)
+    files.fsync_dir(index_dir)
     checkpoint("switched")
     clean_leftovers(index_dir)
     checkpoint("cleaned")
@@ -295,7 +269,12 @@ def current_generation(index_dir: Path) -> Path | None:
 
 def read_manifest(index_dir: Path) -> dict | None:
     """The live generation's manifest, or None if the index has no usable generation."""
-    gen = current_generation(index_dir)
+    return generation_manifest(current_generation(index_dir))
+
+
+def generation_manifest(gen: Path | None) -> dict | None:
+    """The manifest of generation folder `gen`, or None if there is none or it is not a
+    readable JSON object."""
     if gen is None:
         return None
     try:

@@ -13,20 +13,21 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_corpus
 
 from embeddings import store
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FAKE_BUILD = textwrap.dedent("""
     import hashlib, sys
     import numpy as np
     from embeddings.indexer import IndexConfig, build_index
 
-    class Fake:
-        def get_embedding_dimension(self):
-            return 16
+    class Fake:  # not an Encoder: chunks and sentences are embedded on their own
+        dim = 16
         def encode(self, texts, **kw):
             out = np.array([np.frombuffer(hashlib.sha256(t.encode()).digest()[:16], np.uint8)
                             for t in texts], dtype=np.float32) + 1
@@ -35,6 +36,13 @@ FAKE_BUILD = textwrap.dedent("""
     report = build_index(sys.argv[1], sys.argv[2], IndexConfig(model="fake"), Fake)
     print(report.summary())
 """)
+
+def write_corpus(folder: Path, files: dict[str, str]) -> Path:
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content, encoding="utf-8")
+    return folder
+
 
 V1 = {"a.txt": "Alpha reports rain. Alpha expects sun.", "b.txt": "Beta saw snow on Monday."}
 V2 = {"a.txt": "Alpha now reports hail.", "c/d.txt": "Delta opened a new port."}

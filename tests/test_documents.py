@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 
 import pytest
-from conftest import SEEDS, write_corpus
 
-from embeddings.documents import content_spans, list_files, parse_date, read_document
+from embeddings.documents import (
+    content_spans,
+    file_sha256,
+    list_files,
+    parse_date,
+    read_document,
+)
+from embeddings.errors import BadInput
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+
+
+def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
+    """Create a corpus folder from {relative path: text or bytes}."""
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return folder
 
 BOILERPLATE = [
     "ADVERTISEMENT", "58 views0 comments", "top of page", "bottom of page", "Sign in to comment",
@@ -114,7 +136,19 @@ def test_list_files_walks_subfolders_and_rejects_bad_paths(tmp_path):
     corpus = write_corpus(tmp_path / "c", {"a/x.txt": "x.", "b/x.txt": "y.", "c.pdf": "no",
                                            ".hidden/z.txt": "z."})
     assert [s for _, s in list_files(corpus)] == ["a/x.txt", "b/x.txt"]
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(BadInput, match="does not exist"):
         list_files(tmp_path / "missing")
-    with pytest.raises(ValueError, match="not a folder"):
+    with pytest.raises(ValueError, match="not a folder"):  # BadInput is a ValueError
         list_files(corpus / "a" / "x.txt")
+
+
+def test_the_hash_is_the_files_and_is_taken_once(tmp_path, monkeypatch):
+    corpus = write_corpus(tmp_path / "c", {"a.txt": "Alpha beta gamma."})
+    path = corpus / "a.txt"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert file_sha256(path) == digest
+    assert file_sha256(corpus / "missing.txt") is None
+    assert read_document(path, "a.txt").sha256 == digest  # hashed from the bytes read
+    # a hash the caller already has is used as is, not computed again
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: pytest.fail("hashed again"))
+    assert read_document(path, "a.txt", digest).sha256 == digest

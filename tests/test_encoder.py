@@ -1,19 +1,16 @@
-"""The encoder backends: ONNX (fp32, int8) against torch, token offsets, late-chunking
-pooling, and the export cache (reuse, repair, concurrency)."""
+"""embeddings/encoder.py: the backends (ONNX fp32 and int8 against torch), the Encoder's
+surface, token offsets, late-chunking pooling, and load_encoder's cache. The export cache
+itself is tests/test_onnx_export.py's."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import threading
 import unicodedata
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from embeddings import encoder as enc
+from embeddings import onnx_export
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = [
@@ -28,59 +25,18 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def export_home(tmp_path_factory):
-    """A QA_HOME holding one fp32 + int8 export, made once for this module."""
-    home = tmp_path_factory.mktemp("encoder-home")
-    old = os.environ.get("QA_HOME")
-    os.environ["QA_HOME"] = str(home)
-    try:
-        enc.ensure_export(MODEL, "onnx-int8")
-    finally:
-        if old is None:
-            os.environ.pop("QA_HOME", None)
-        else:
-            os.environ["QA_HOME"] = old
-    return home
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, export_home):
-    """A private QA_HOME starting as a copy of the module's export."""
-    target = tmp_path / "qa-home"
-    shutil.copytree(export_home, target)
-    monkeypatch.setenv("QA_HOME", str(target))
-    return target
-
-
-@pytest.fixture(scope="module")
 def torch_encoder():
     return enc.load_encoder(MODEL, "torch")
 
 
 @pytest.fixture(scope="module")
-def onnx_encoders(export_home):
-    old = os.environ.get("QA_HOME")
-    os.environ["QA_HOME"] = str(export_home)
-    try:
-        out = {}
-        for backend in ("onnx", "onnx-int8"):
-            folder, meta = enc.ensure_export(MODEL, backend)
-            out[backend] = enc.OnnxEncoder(MODEL, backend, folder, meta)
-        return out
-    finally:
-        if old is None:
-            os.environ.pop("QA_HOME", None)
-        else:
-            os.environ["QA_HOME"] = old
+def onnx_encoders(model):
+    """Both ONNX backends, from the session's export (which `model` made)."""
+    return {backend: enc.load_encoder(MODEL, backend) for backend in ("onnx", "onnx-int8")}
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
-
-
-def _export_folder(home: Path) -> Path:
-    (folder,) = [p for p in (home / "models").iterdir() if not p.name.startswith(".")]
-    return folder
 
 
 # --- agreement with torch -----------------------------------------------------------------
@@ -109,25 +65,26 @@ def test_int8_matches_fp32_within_the_stated_tolerance(onnx_encoders):
     assert cos.min() >= INT8_MIN_COSINE and cos.mean() >= INT8_MEAN_COSINE, cos
 
 
-def test_int8_weights_fit_in_7_bits_so_every_cpu_computes_the_same(export_home):
-    """Full 8-bit weights saturate AVX2's integer kernel (see test_int8_kernels.py)."""
-    (model,) = export_home.glob("models/*/model-int8.onnx")
-    assert 32 < enc.int8_weight_range(model) <= 64
-
-
 def test_fp32_onnx_is_numerically_torch(torch_encoder, onnx_encoders):
     assert _cos(onnx_encoders["onnx"].encode(TEXTS), torch_encoder.encode(TEXTS)).min() > 0.9999
 
 
-def test_module_functions_accept_an_encoder(torch_encoder, onnx_encoders, model):
+def test_encoder_surface(torch_encoder, onnx_encoders):
     onnx = onnx_encoders["onnx"]
-    assert enc.model_info(onnx) == enc.model_info(model) == (384, 256)
-    assert enc.count_model_tokens(onnx, TEXTS) == enc.count_model_tokens(model, TEXTS)[:6] + [
-        256]  # the long text is truncated to the model's limit by the encoder
-    got = enc.encode(onnx, TEXTS[:3], batch_size=2)
-    assert _cos(got, enc.encode(torch_encoder, TEXTS[:3])).min() > 0.9999
-    assert enc.encode(onnx, []).shape == (0, 384)
-    assert onnx.get_embedding_dimension() == 384 and onnx.max_seq_length == 256
+    for encoder in (torch_encoder, onnx, onnx_encoders["onnx-int8"]):
+        assert (encoder.dim, encoder.max_tokens) == (384, 256) and encoder.name == MODEL
+        assert encoder.encode([]).shape == (0, 384)
+        assert encoder.encode([]).dtype == np.float32
+        with pytest.raises(TypeError, match="strings"):
+            encoder.encode([b"bytes"])
+    counts = onnx.count_tokens(TEXTS)
+    assert counts == torch_encoder.count_tokens(TEXTS)
+    assert counts[-1] == 256  # the long text is truncated to the model's limit
+    assert counts[3] == 3  # [CLS] short [SEP]
+    assert counts[5] == 2  # the empty text: [CLS] [SEP]
+    assert onnx.backend == "onnx" and torch_encoder.backend == "torch"
+    # the one-line shim qa/engine.py still calls: the method itself
+    np.testing.assert_array_equal(enc.encode(onnx, TEXTS[:3]), onnx.encode(TEXTS[:3]))
 
 
 def test_batch_size_and_order_do_not_change_vectors(onnx_encoders):
@@ -227,134 +184,31 @@ def test_pool_spans_late_chunking(onnx_encoders):
         onnx.encode_spans([text], [])
 
 
-# --- the export cache -----------------------------------------------------------------------
+# --- load_encoder -----------------------------------------------------------------------
 
 
-def test_export_dir_names_model_and_weights_hash(home):
-    folder = enc.export_dir(MODEL)
-    assert folder.parent == home / "models"
-    name, digest = folder.name.rsplit("-", 1)
-    assert name == MODEL and len(digest) == 12
-    meta = json.loads((folder / "encoder.json").read_text())
-    assert meta["source_digest"] == digest and meta["dim"] == 384
-    assert set(meta["files"]) == {"tokenizer.json", "model.onnx", "model-int8.onnx"}
-
-
-def test_second_load_reuses_the_export(home, monkeypatch):
-    folder = _export_folder(home)
-    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    monkeypatch.setattr(enc, "_export", lambda *a, **k: pytest.fail("exported again"))
-    for backend in ("onnx", "onnx-int8"):
-        got, meta = enc.ensure_export(MODEL, backend)
-        assert got == folder
-        encoder = enc.OnnxEncoder(MODEL, backend, got, meta)
-        assert encoder.encode(["hello"]).shape == (1, 384)
-    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
-
-
-def test_load_encoder_caches_and_auto_picks_int8_onnx(home, monkeypatch):
+def test_load_encoder_caches_and_auto_picks_int8_onnx(onnx_encoders, torch_encoder,
+                                                      monkeypatch):
     monkeypatch.setattr(enc, "_LOADED", {})
-    monkeypatch.setattr(enc, "_export", lambda *a, **k: pytest.fail("exported again"))
+    monkeypatch.setattr(onnx_export, "_export", lambda *a, **k: pytest.fail("exported again"))
     first = enc.load_encoder(MODEL, "onnx-int8")
     assert isinstance(first, enc.OnnxEncoder) and first.backend == "onnx-int8"
     assert enc.load_encoder(MODEL, "onnx-int8") is first
+    assert enc.load_encoder(MODEL, "onnx-int8", threads=1) is not first
     auto = enc.load_encoder(MODEL)
     assert auto.backend == "onnx-int8" and auto.name == MODEL and auto is not first
     with pytest.raises(ValueError, match="backend"):
         enc.load_encoder(MODEL, "tensorflow")
 
 
-def test_garbled_model_file_is_reexported(home, onnx_encoders):
-    folder = _export_folder(home)
-    path = folder / "model.onnx"
-    size = path.stat().st_size
-    with open(path, "r+b") as f:  # same size, damaged content
-        f.seek(size // 2)
-        f.write(b"\0garbage\0" * 100)
-    got, meta = enc.ensure_export(MODEL, "onnx")
-    assert enc._file_ok(got, meta, "model.onnx")
-    encoder = enc.OnnxEncoder(MODEL, "onnx", got, meta)
-    want = onnx_encoders["onnx"].encode(TEXTS[:3])
-    assert _cos(encoder.encode(TEXTS[:3]), want).min() > 0.9999
-    # re-exporting fp32 drops the int8 file's record: it derives from the fp32 one
-    assert "model-int8.onnx" not in meta["files"]
-    got, meta = enc.ensure_export(MODEL, "onnx-int8")
-    assert enc._file_ok(got, meta, "model-int8.onnx")
+def test_one_torch_encoder_per_model_whatever_the_thread_settings(torch_encoder):
+    assert enc.load_encoder(MODEL, "torch", threads=1, parallel="ops") is torch_encoder
 
 
-def test_missing_files_are_reexported(home, monkeypatch):
-    folder = _export_folder(home)
-    fp32_stamp = (folder / "model.onnx").stat().st_mtime_ns
-    (folder / "model-int8.onnx").unlink()
-    (folder / "tokenizer.json").write_text("{not json")
-    calls = []
-    real = enc._export_fp32
-    monkeypatch.setattr(enc, "_export_fp32", lambda *a: calls.append(a) or real(*a))
-    got, meta = enc.ensure_export(MODEL, "onnx-int8")
-    assert calls == []  # the intact fp32 model was kept: only int8 and the tokenizer redone
-    assert (folder / "model.onnx").stat().st_mtime_ns == fp32_stamp
-    assert enc._file_ok(got, meta, "model-int8.onnx") and enc._file_ok(got, meta,
-                                                                       "tokenizer.json")
-    assert enc.OnnxEncoder(MODEL, "onnx-int8", got, meta).encode(["hi"]).shape == (1, 384)
+def test_moved_names_are_still_importable_from_the_encoder():
+    from embeddings import files
 
-
-def test_garbled_metadata_means_a_fresh_export(home):
-    folder = _export_folder(home)
-    (folder / "encoder.json").write_text("garbage")
-    got, meta = enc.ensure_export(MODEL, "onnx")
-    assert got == folder and enc._file_ok(folder, meta, "model.onnx")
-    assert json.loads((folder / "encoder.json").read_text())["format"] == enc.EXPORT_FORMAT
-    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
-
-
-def test_concurrent_exports_export_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("QA_HOME", str(tmp_path))
-    calls = []
-    real = enc._export
-    monkeypatch.setattr(enc, "_export", lambda *a: calls.append(1) or real(*a))
-    results, errors = [], []
-
-    def work():
-        try:
-            results.append(enc.ensure_export(MODEL, "onnx"))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(results) == 2 and len(calls) == 1
-    folder = results[0][0]
-    assert results[1][0] == folder and enc._file_ok(folder, results[1][1], "model.onnx")
-    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
-
-
-def test_changed_weights_get_a_new_export_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("QA_HOME", str(tmp_path / "home"))
-    source = Path(enc.model_folder(MODEL))
-    copy = tmp_path / "my-model"
-    shutil.copytree(source, copy)
-    first = enc.export_dir(str(copy))
-    assert first.name.startswith("my-model-")
-    weights = copy / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 1
-    weights.write_bytes(bytes(data))
-    assert enc.export_dir(str(copy)) != first
-
-
-def test_unsupported_pipeline_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setenv("QA_HOME", str(tmp_path / "home"))
-    folder = tmp_path / "cls-model"
-    (folder / "1_Pooling").mkdir(parents=True)
-    (folder / "model.safetensors").write_bytes(b"weights")
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling",
-         "type": "sentence_transformers.models.Pooling"}]))
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
-    with pytest.raises(ValueError, match="mean pooling"):
-        enc.ensure_export(str(folder), "onnx")
+    for name in ("EXPORT_FORMAT", "model_folder", "transformer_folder", "fuse_transformer",
+                 "quiet_logging", "int8_weight_range", "ensure_export"):
+        assert getattr(enc, name) is getattr(onnx_export, name)
+    assert enc.qa_home is files.qa_home

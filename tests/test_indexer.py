@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
-from conftest import write_corpus
+from pathlib import Path
 
-from embeddings import store
-from embeddings.indexer import IndexConfig, build_index
+import numpy as np
+import pytest
+
+from embeddings import indexer, store
+from embeddings.errors import BadInput
+from embeddings.indexer import IndexConfig, build_index, survey
+
+
+def write_corpus(folder: Path, files: dict[str, str]) -> Path:
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content, encoding="utf-8")
+    return folder
 
 ARTICLES = {
     "harbor.txt": "The harbor in Valparaiso reopened on Tuesday after the storm.\n\n"
@@ -82,10 +92,12 @@ def test_changed_chunker_settings_rebuild_with_a_reason(tmp_path, model):
 
 def test_empty_and_missing_corpus_are_clear_errors(tmp_path, model):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no readable documents"):
+    with pytest.raises(BadInput, match="no readable documents"):
         _build(tmp_path / "empty", tmp_path / "i1", model)
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(BadInput, match="does not exist"):
         _build(tmp_path / "nope", tmp_path / "i2", model)
+    with pytest.raises(BadInput, match="does not exist"):
+        indexer.staleness(tmp_path / "nope", tmp_path / "i2", IndexConfig(model="m"))
 
 
 def test_damaged_index_is_rebuilt_by_the_next_build(tmp_path, model):
@@ -96,7 +108,11 @@ def test_damaged_index_is_rebuilt_by_the_next_build(tmp_path, model):
     (gen / "sentence_vectors.npy").write_bytes(b"junk")
     report = _build(corpus, index, model)
     assert report.wrote and "unusable" in report.rebuilt
-    store.load_index(index)  # loads again
+    assert set(report.added) == set(ARTICLES)  # everything re-embedded, nothing reused
+    data, _, _ = store.load_index(index)  # the new generation loads
+    assert data.path != gen and not gen.exists()
+    assert {d.source for d in data.documents} == set(ARTICLES)
+    assert data.sentence_vectors.shape == (len(data.sentences), model.dim)
 
 
 def test_loading_updates_a_stale_index_by_itself(tmp_path, model):
@@ -121,8 +137,6 @@ def test_loading_updates_a_stale_index_by_itself(tmp_path, model):
 
 
 def test_sentence_vectors_are_pooled_from_every_chunk_that_holds_them(tmp_path, model):
-    import numpy as np
-
     text = " ".join(f"Sentence {n} says the ferry to island {n} left at {n} o'clock."
                     for n in range(12))
     corpus = write_corpus(tmp_path / "corpus", {"ferries.txt": text})
@@ -148,10 +162,6 @@ def test_sentence_vectors_are_pooled_from_every_chunk_that_holds_them(tmp_path, 
 
 
 def test_sentences_past_the_model_input_limit_are_embedded_on_their_own(tmp_path, model):
-    import numpy as np
-
-    from embeddings.encoder import encode
-
     text = " ".join(f"Item {n}: the lighthouse keeper logged {n} ships." for n in range(60))
     corpus = write_corpus(tmp_path / "corpus", {"log.txt": text})
     config = IndexConfig(model="all-MiniLM-L6-v2", chunk_tokens=1000, chunk_overlap=0)
@@ -161,22 +171,17 @@ def test_sentences_past_the_model_input_limit_are_embedded_on_their_own(tmp_path
     cut = report.embedded - 1  # sentences the one chunk's 256 model tokens don't reach
     assert 0 < cut < len(data.sentences)
     last = data.sentences[-1]
-    np.testing.assert_allclose(data.sentence_vectors[-1], encode(model, [last.text])[0],
+    np.testing.assert_allclose(data.sentence_vectors[-1], model.encode([last.text])[0],
                                atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(data.sentence_vectors, axis=1), 1.0, atol=1e-5)
 
 
 def test_a_model_without_token_access_embeds_sentences_on_their_own(tmp_path, model):
-    import numpy as np
+    class Plain:  # not an Encoder: encode() and a dimension only
+        dim = model.dim
 
-    from embeddings.encoder import encode
-
-    class Plain:  # the sentence-transformers surface only: encode() and a dimension
-        def encode(self, texts, batch_size=32, **kw):
-            return encode(model, list(texts), batch_size)
-
-        def get_embedding_dimension(self):
-            return model.dim
+        def encode(self, texts, batch_size=32):
+            return model.encode(list(texts), batch_size)
 
     corpus = write_corpus(tmp_path / "corpus", ARTICLES)
     report = build_index(corpus, tmp_path / "index", IndexConfig(model="all-MiniLM-L6-v2"),
@@ -184,7 +189,7 @@ def test_a_model_without_token_access_embeds_sentences_on_their_own(tmp_path, mo
     data, _, _ = store.load_index(tmp_path / "index")
     assert report.embedded == len(data.chunks) + len(data.sentences)
     np.testing.assert_allclose(data.sentence_vectors,
-                               encode(model, [s.text for s in data.sentences]), atol=1e-5)
+                               model.encode([s.text for s in data.sentences]), atol=1e-5)
 
 
 def test_another_encoder_backend_rebuilds_with_a_reason(tmp_path, model):
@@ -194,3 +199,66 @@ def test_another_encoder_backend_rebuilds_with_a_reason(tmp_path, model):
     report = build_index(corpus, index, IndexConfig(model="all-MiniLM-L6-v2",
                                                     encoder="onnx-int8"), lambda: model)
     assert report.rebuilt == "encoder changed: auto -> onnx-int8"
+
+
+def test_a_survey_lists_and_hashes_once_for_the_check_and_the_build(tmp_path, model,
+                                                                    monkeypatch):
+    import hashlib
+
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    index = tmp_path / "index"
+    config = IndexConfig(model="all-MiniLM-L6-v2")
+    calls = {"list": 0, "hash": 0}
+    real_list, real_hash = indexer.list_files, indexer.file_sha256
+    monkeypatch.setattr(indexer, "list_files", lambda *a: calls.update(
+        list=calls["list"] + 1) or real_list(*a))
+    monkeypatch.setattr(indexer, "file_sha256", lambda p: calls.update(
+        hash=calls["hash"] + 1) or real_hash(p))
+    first = survey(corpus, index, config)
+    assert first.reason == "no index yet" and first.generation is None
+    assert [s for _, s in first.files] == sorted(ARTICLES)
+    assert first.hashes == {s: hashlib.sha256((corpus / s).read_bytes()).hexdigest()
+                            for s in ARTICLES}
+    assert calls == {"list": 1, "hash": 3}
+    with monkeypatch.context() as m:  # reading the new files hashes nothing either
+        m.setattr("embeddings.documents.hashlib", None)
+        report = build_index(corpus, index, config, lambda: model, survey=first)
+    assert report.wrote and set(report.added) == set(ARTICLES)
+    assert calls == {"list": 1, "hash": 3}
+    data, _, _ = store.load_index(index)
+    assert {d.source: d.sha256 for d in data.documents} == first.hashes
+    again = survey(corpus, index, config)
+    assert again.reason is None and again.generation == data.path
+    assert again.manifest == data.manifest
+    assert indexer.staleness(corpus, index, config) is None
+    report = build_index(corpus, index, config, lambda: model, survey=again)
+    assert not report.wrote and calls == {"list": 3, "hash": 9}
+
+
+def test_a_survey_of_other_settings_is_refused(tmp_path, model):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    config = IndexConfig(model="all-MiniLM-L6-v2")
+    taken = survey(corpus, tmp_path / "index", config)
+    with pytest.raises(ValueError, match="survey"):
+        build_index(corpus, tmp_path / "index", IndexConfig(model="all-MiniLM-L6-v2",
+                                                            chunk_tokens=64), lambda: model,
+                    survey=taken)
+    with pytest.raises(ValueError, match="survey"):
+        build_index(corpus, tmp_path / "other", config, lambda: model, survey=taken)
+
+
+def test_a_generation_switched_after_the_survey_is_checked_again(tmp_path, model):
+    """Another build between the survey and this one: its manifest decides, not the
+    survey's (here it has other chunker settings, so everything is rebuilt)."""
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    index = tmp_path / "index"
+    config = IndexConfig(model="all-MiniLM-L6-v2")
+    _build(corpus, index, model)
+    taken = survey(corpus, index, config)
+    assert taken.reason is None
+    other = IndexConfig(model="all-MiniLM-L6-v2", chunk_tokens=64, chunk_overlap=8)
+    build_index(corpus, index, other, lambda: model)
+    report = build_index(corpus, index, config, lambda: model, survey=taken)
+    assert report.wrote and report.rebuilt == "chunker settings changed"
+    data, _, _ = store.load_index(index)
+    assert data.manifest["chunker"] == config.chunker()

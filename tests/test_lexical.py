@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embeddings.lexical import BM25, tokenize
+from embeddings.lexical import BM25, lucene_idf, tokenize
 
 
 def test_tokenize_stems_drops_stopwords_and_possessives():
@@ -23,3 +23,20 @@ def test_bm25_ranks_and_roundtrips(tmp_path):
     bm25.save(tmp_path / "bm25")
     again = BM25.load(tmp_path / "bm25")
     assert (again.scores(tokenize("Blinken Xi")) == scores).all()
+
+
+def test_idf_is_the_lucene_formula_bm25s_scores_with():
+    import math
+
+    from bm25s.scoring import _score_idf_lucene
+
+    texts = ["Blinken met Xi in Beijing.", "The weather in Paris was mild.",
+             "Xi praised the visit of Blinken."]
+    bm25 = BM25.build(texts)
+    # N = 3 texts; "blinken" is in 2 of them, "pari" in 1
+    assert bm25.idf("blinken") == math.log(1 + (3 - 2 + 0.5) / (2 + 0.5))
+    assert bm25.idf("pari") == math.log(1 + (3 - 1 + 0.5) / (1 + 0.5))
+    assert lucene_idf(2, 3) == math.log(1.6)
+    for df, n in ((1, 1), (1, 3), (2, 3), (7, 1000), (1000, 1000)):
+        assert lucene_idf(df, n) == _score_idf_lucene(df, n)  # the formula bm25s applies
+    assert bm25._retriever.idf_method == "lucene"

@@ -14,6 +14,7 @@ import pytest
 from embeddings import store
 from embeddings.chunking import chunk_sentences, sentences_of, token_counter
 from embeddings.documents import Document
+from embeddings.errors import Busy, Unusable
 from embeddings.lexical import BM25
 
 
@@ -54,8 +55,15 @@ def test_roundtrip_is_inspectable_and_exact(tmp_path):
     assert {"manifest.json", "documents.jsonl", "chunks.jsonl", "sentences.jsonl",
             "vectors.faiss", "sentence_vectors.npy", "bm25"} <= names
     assert not any(p.suffix == ".pkl" for p in gen.rglob("*"))
-    json.loads((gen / "manifest.json").read_text())  # plain JSON
+    manifest = json.loads((gen / "manifest.json").read_text())  # plain JSON
+    assert manifest["counts"] == {"documents": 2, "chunks": len(data.chunks),
+                                  "sentences": len(data.sentences)}
+    assert manifest["files"] == {"a.txt": "sha-a.txt", "b.txt": "sha-b.txt"}
+    assert manifest["format_version"] == store.FORMAT_VERSION
+    rows = [json.loads(line) for line in (gen / "documents.jsonl").read_text().splitlines()]
+    assert [store.DocumentRecord(**r) for r in rows] == list(data.documents)
     loaded, bm25, vectors = store.load_index(tmp_path)
+    assert loaded.manifest == manifest and loaded.documents == data.documents
     assert loaded.chunks == data.chunks and loaded.sentences == data.sentences
     assert np.allclose(loaded.chunk_vectors, data.chunk_vectors)
     assert np.allclose(loaded.sentence_vectors, data.sentence_vectors)
@@ -107,6 +115,13 @@ def test_damaged_index_gives_a_clear_error(tmp_path, damage):
 def test_no_index_yet(tmp_path):
     with pytest.raises(store.IndexUnusable, match="no index"):
         store.load_index(tmp_path / "nothing")
+    assert store.read_manifest(tmp_path / "nothing") is None
+
+
+def test_errors_are_of_their_kind():
+    assert issubclass(store.IndexUnusable, Unusable)
+    assert not issubclass(store.IndexUnusable, ValueError)  # not a bad input: exit 1 / 5xx
+    assert issubclass(store.IndexBusy, Busy)
 
 
 def _hold_lock(path, ready, release):
