@@ -148,6 +148,12 @@ def test_top_k_limits_the_passages(client):
     assert len(body["passages"]) == 1
 
 
+def test_top_k_may_be_an_integral_float(client):
+    """JSON Schema's `integer` (the OpenAPI document's type) admits 2.0; 2.5 is refused."""
+    body = ask(client, "When did the Zephyr harbour reopen?", top_k=2.0).json()
+    assert len(body["passages"]) == 2, body
+
+
 def test_follow_up_uses_the_history(client):
     history = [{"question": "What did harbour master Ilse Varga say?",
                 "answer": "Harbour master Ilse Varga said the cranes were undamaged."}]
@@ -220,12 +226,16 @@ BAD_REQUESTS = [
     ("blank question", b'{"question": "  \\n\\t "}', JSON, 400, "empty"),
     ("question too long", json.dumps({"question": "why " * 300}).encode(), JSON, 400,
      "limit"),
+    ("question too long as sent", json.dumps({"question": "why" + " " * 1000 + "?"}).encode(),
+     JSON, 400, "limit"),  # the schema's maxLength counts the characters sent
     ("question not text", b'{"question": 5}', JSON, 422, "question"),
     ("question null", b'{"question": null}', JSON, 422, "question"),
     ("question list", b'{"question": ["a"]}', JSON, 422, "question"),
     ("top_k text", b'{"question": "hi", "top_k": "x"}', JSON, 422, "top_k"),
     ("top_k numeric text", b'{"question": "hi", "top_k": "5"}', JSON, 422, "top_k"),
     ("top_k float", b'{"question": "hi", "top_k": 2.5}', JSON, 422, "top_k"),
+    ("top_k integral float too big", b'{"question": "hi", "top_k": 51.0}', JSON, 422,
+     "top_k"),
     ("top_k bool", b'{"question": "hi", "top_k": true}', JSON, 422, "top_k"),
     ("top_k zero", b'{"question": "hi", "top_k": 0}', JSON, 422, "top_k"),
     ("top_k too big", b'{"question": "hi", "top_k": 51}', JSON, 422, "top_k"),
@@ -285,6 +295,41 @@ def test_wrong_method_and_unknown_endpoint(client):
     assert r.status_code == 405
     r = client.get("/api/nothing-here")
     assert r.status_code == 404 and "error" in r.json()
+
+
+API_METHODS = {"/api/answer": "POST", "/api/health": "GET", "/api/documents": "GET",
+               "/api/reload": "POST"}
+OTHER_METHODS = ("TRACE", "PROPFIND", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "BREW")
+
+
+@pytest.mark.parametrize("path", sorted(API_METHODS))
+def test_every_other_method_gets_405_with_allow(client, path):
+    """Any method a route doesn't take (TRACE and unknown ones too, which must not fall
+    through to the chat page mounted at "/") gets 405 and the Allow header."""
+    allowed = API_METHODS[path]
+    others = [m for m in (*OTHER_METHODS, "GET", "POST") if m != allowed]
+    for method in others:
+        r = client.request(method, path)
+        assert r.status_code == 405, (method, r.status_code, r.text)
+        assert r.headers["allow"] == allowed, method
+        if method != "HEAD":
+            assert allowed in r.json()["error"], method
+
+
+def test_pages_outside_the_api_have_the_error_shape(client):
+    """The chat page's own framework answers unknown paths and methods with FastAPI's
+    {"detail"}; the server turns them into {"error"} like the API's."""
+    for path in ("/nothing-here", "/assets/no-such-file.js", "/gradio_api/nothing"):
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.text)
+        assert r.headers["content-type"].startswith("application/json")
+        assert set(r.json()) == {"error"}, (path, r.text)
+        assert r.json()["error"].startswith(f"no such page: {path}")
+    r = client.request("TRACE", "/")
+    assert r.status_code == 405 and set(r.json()) == {"error"} and r.headers["allow"]
+    assert client.get("/").status_code == 200  # the page itself is untouched
+    assert client.get("/config").json()  # and its JSON
+    assert client.head("/nothing-here").status_code == 404
 
 
 def test_server_still_answers_after_bad_requests(client):
@@ -395,6 +440,69 @@ def test_unexpected_errors_become_json_500(assistant):
         assert r.status_code == 500
         assert set(r.json()) == {"error"} and "simulated" not in r.json()["error"]
         assert ask(c, "When did the Zephyr harbour reopen?").status_code == 200
+
+
+def test_error_kinds_become_statuses(assistant):
+    """BadInput -> 400, Unusable -> 503 with its message (it names the fix), Busy -> 409,
+    on /api/answer and /api/reload alike; a plain ValueError still counts as bad input."""
+    from embeddings.store import IndexBusy, IndexUnusable
+    from qa.engine import Assistant
+    from qa.errors import BadInput, Busy, QuestionError, SettingError, Unusable
+
+    fix = "the index at /x is damaged; run: qa index --rebuild"
+    raised = {
+        "bad": BadInput("corpus folder /nowhere does not exist"),
+        "setting": SettingError("top_k must be an integer from 1 to 50, got 99"),
+        "question": QuestionError("is not text"),
+        "unusable": Unusable(fix),
+        "index": IndexUnusable(fix),
+        "busy": Busy("another process is writing the index"),
+        "locked": IndexBusy("another process (pid 7) is writing the index"),
+        "value": ValueError("top_k is odd"),
+    }
+    expected = {"bad": 400, "setting": 400, "question": 400, "unusable": 503, "index": 503,
+                "busy": 409, "locked": 409, "value": 400}
+
+    class Failing(Assistant):
+        fail = "unusable"
+        broken = False
+
+        @property
+        def index(self):
+            if self.broken:
+                raise raised["index"]
+            return super().index
+
+        def ask(self, question, **kwargs):
+            raise raised[question]
+
+        def reload(self, update=True):
+            raise raised[self.fail]
+
+    failing = Failing(assistant.settings, assistant.model, assistant.index)
+    with serve_in_thread(create_app(failing)) as url, \
+            httpx.Client(base_url=url, timeout=60) as c:
+        for name, status in expected.items():
+            r = ask(c, name)
+            assert r.status_code == status, (name, r.text)
+            assert set(r.json()) == {"error"}
+            message = r.json()["error"]
+            assert message == (f"question: {raised[name]}" if name == "question"
+                               else str(raised[name])), name
+        for name in ("unusable", "index", "locked", "bad"):
+            failing.fail = name
+            r = c.post("/api/reload")
+            assert r.status_code == expected[name], (name, r.text)
+            assert r.json() == {"error": str(raised[name])}
+        failing.broken = True  # raised outside a route's own handling: the app's handlers
+        for path in ("/api/health", "/api/documents"):
+            r = c.get(path)
+            assert r.status_code == 503 and r.json() == {"error": fix}, (path, r.text)
+        failing.broken = False
+        spec = c.get("/openapi.json").json()["paths"]
+        assert {"400", "503"} <= set(spec["/api/answer"]["post"]["responses"])
+        assert {"409", "503"} <= set(spec["/api/reload"]["post"]["responses"])
+        assert "503" in spec["/api/health"]["get"]["responses"]
 
 
 # --- architecture ----------------------------------------------------------------------

@@ -1,0 +1,191 @@
+"""The FastAPI app: `create_app(assistant)` with the routes under /api/.
+
+(No `from __future__ import annotations` here: the request model of /api/answer is made
+per app, with that server's question limit, and FastAPI must see the class itself in the
+route's signature.)
+"""
+
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.routing import Route
+
+from qa.api import handlers
+from qa.api.guard import API_PREFIX, T0, ApiGuard, ErrorShape
+from qa.api.schemas import (
+    ANSWER_ERRORS,
+    INDEX_ERRORS,
+    MAX_BODY_BYTES,
+    RELOAD_ERRORS,
+    AnswerResponse,
+    DocumentsResponse,
+    HealthResponse,
+    ReloadResponse,
+    answer_request_model,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qa.engine import Assistant
+
+log = logging.getLogger("qa.api")
+
+DESCRIPTION = (
+    "Every answer is a sentence quoted verbatim from one of the indexed files, with its "
+    "exact character offsets; when the documents don't answer, `answerable` is false and "
+    "the closest passages are returned as related material. Errors are JSON: "
+    "`{\"error\": \"...\"}`: 400 for input that can't be used, 409 while another process "
+    "writes the index, 413/415/422 for the wrong body, 503 when a file the server needs is "
+    "missing or damaged (the message names the command that fixes it).")
+
+
+class _Elsewhere:
+    """Every other method or path under /api/: 405 with `Allow` naming the methods the
+    path takes, or 404."""
+
+    def __init__(self, allowed: dict[str, list[str]]) -> None:
+        self.allowed = allowed
+
+    async def __call__(self, scope, receive, send) -> None:
+        path, method = scope["path"], scope["method"]
+        allowed = self.allowed.get(path)
+        if allowed:
+            response = JSONResponse(
+                {"error": f"{method} is not allowed on {path}; use {', '.join(allowed)}"},
+                status_code=405, headers={"Allow": ", ".join(allowed)})
+        else:
+            response = JSONResponse({"error": f"no such endpoint: {path} (see /docs)"},
+                                    status_code=404)
+        await response(scope, receive, send)
+
+
+def _manifest(assistant: "Assistant") -> dict:
+    manifest = assistant.index.data.manifest
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
+               max_concurrent: int | None = None) -> FastAPI:
+    """The FastAPI app with the JSON API over `assistant` (see `qa.api`).
+
+    max_concurrent: questions answered at the same time (others wait their turn);
+    default: `assistant.settings.api_concurrency`, else the number of CPU cores. The
+    model already uses every core for one question, so running more at once only adds
+    contention.
+    """
+    settings = assistant.settings
+    if max_concurrent is None:
+        max_concurrent = settings.api_concurrency or os.cpu_count() or 1
+    gate = threading.BoundedSemaphore(max(1, max_concurrent))
+    max_question_chars = int(settings.max_question_chars)
+    request_model = answer_request_model(max_question_chars)
+
+    app = FastAPI(
+        title="cited-qa",
+        version="0.1.0",
+        summary="Answers questions from a folder of articles with verbatim, cited quotes.",
+        description=DESCRIPTION,
+    )
+    app.state.assistant = assistant
+    app.add_middleware(ApiGuard, max_body=max_body_bytes)
+    app.add_middleware(ErrorShape)  # outermost: it also sees what mounted pages answer
+    handlers.install(app)
+
+    @app.post("/api/answer", response_model=AnswerResponse, responses=ANSWER_ERRORS,
+              summary="Answer a question with cited quotes", tags=["answers"])
+    def answer(body: request_model, request: Request) -> dict:
+        """Answer one question from the indexed documents.
+
+        The answer is a verbatim quote; `citations[0]` gives its file and character
+        offsets (`quote == file_text[start:end]`), later citations are other files
+        stating the same fact. When `answerable` is false the documents don't answer
+        the question and `passages` are only related material.
+        """
+        if len(body.question) > max_question_chars:  # as sent: the schema's maxLength
+            return JSONResponse({"error": f"question is {len(body.question)} characters "
+                                          f"long; the limit is {max_question_chars}"},
+                                status_code=400)
+        history = [t.model_dump() for t in body.history] if body.history else None
+        try:
+            with gate:
+                result = assistant.ask(body.question, top_k=body.top_k, history=history)
+        except Exception as exc:  # noqa: BLE001 - one bad request must never take the server down
+            known = handlers.kind_response(exc)
+            if known is not None:
+                return known
+            if isinstance(exc, ValueError):  # bad input not yet raised as BadInput
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            log.exception("answering %r failed", body.question[:200])
+            return JSONResponse({"error": "internal error while answering (logged on the "
+                                          "server)"}, status_code=500)
+        out = result.to_dict()  # the answer object, the one serialisation
+        t0 = request.scope.get(T0)
+        if t0 is not None:
+            out["timings_ms"]["server"] = round((time.perf_counter() - t0) * 1000, 2)
+        return out
+
+    @app.get("/api/health", response_model=HealthResponse, responses=INDEX_ERRORS,
+             tags=["index"],
+             summary="Is the server up, and what is indexed")
+    async def health() -> dict:
+        """Status and the live index: counts, model and build time."""
+        manifest = _manifest(assistant)
+        data = assistant.index.data
+        counts = manifest.get("counts") or {}
+        return {"status": "ok",
+                "documents": int(counts.get("documents", len(data.documents))),
+                "chunks": int(counts.get("chunks", len(data.chunks))),
+                "sentences": int(counts.get("sentences", len(data.sentences))),
+                "model": manifest.get("model"),
+                "built_at": manifest.get("built_at"),
+                "build_seconds": manifest.get("build_seconds")}
+
+    @app.get("/api/documents", response_model=DocumentsResponse, responses=INDEX_ERRORS,
+             tags=["index"],
+             summary="List the indexed files")
+    async def documents() -> dict:
+        """Every indexed file with its title, date and number of passages."""
+        docs = [{"source": d.source, "title": d.title, "date": d.date, "chunks": d.chunks,
+                 "sentences": d.sentences, "chars": d.chars, "sha256": d.sha256}
+                for d in assistant.index.data.documents]
+        return {"count": len(docs), "documents": docs}
+
+    @app.post("/api/reload", response_model=ReloadResponse, tags=["index"],
+              responses=RELOAD_ERRORS, summary="Re-read the corpus and swap in the new index")
+    def reload() -> dict:
+        """Index new and changed files (incrementally), drop deleted ones, and swap the
+        new index in. Questions keep being answered from the old index meanwhile."""
+        try:
+            report = assistant.reload()
+        except Exception as exc:  # noqa: BLE001 - report, keep serving the old index
+            known = handlers.kind_response(exc)
+            if known is not None:
+                return known
+            log.exception("reload failed")
+            return JSONResponse({"error": f"reload failed: {exc}"}, status_code=500)
+        if report is None:  # pragma: no cover - reload(update=True) always builds
+            data = assistant.index.data
+            return {"status": "reloaded", "summary": "index reloaded",
+                    "files": len(data.documents), "added": [], "changed": [],
+                    "removed": [], "chunks": len(data.chunks),
+                    "sentences": len(data.sentences), "embedded": 0, "seconds": 0.0}
+        return {"status": "reloaded", "summary": report.summary(), "files": report.files,
+                "added": list(report.added), "changed": list(report.changed),
+                "removed": list(report.removed), "chunks": report.chunks,
+                "sentences": report.sentences, "embedded": report.embedded,
+                "seconds": round(report.seconds, 3)}
+
+    allowed: dict[str, list[str]] = {}
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if path.startswith(API_PREFIX):
+            allowed[path] = sorted({*allowed.get(path, ()), *route.methods})
+    # An ASGI app as the endpoint: Starlette's route then takes every method (TRACE,
+    # PROPFIND, ...), so none falls through to a page mounted at "/" and its 404.
+    app.router.routes.append(Route("/api/{rest:path}", _Elsewhere(allowed),
+                                   include_in_schema=False))
+    return app
