@@ -244,13 +244,6 @@ class Encoder:
         return vectors, pooled  # type: ignore[return-value]
 
 
-def encode(model: Encoder, texts: Sequence[str], batch_size: int = BATCH_SIZE,
-           progress: bool = False) -> np.ndarray:
-    """`model.encode(texts)`. Kept only for qa/engine.py's `encode(self.model, [text])`;
-    call the method instead."""
-    return model.encode(texts, batch_size=batch_size, progress=progress)
-
-
 def _check_texts(texts: Sequence[str]) -> list[str]:
     texts = list(texts)
     for t in texts:

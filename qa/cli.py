@@ -155,7 +155,7 @@ def cmd_reader_train(args: argparse.Namespace) -> int:
 def cmd_reader_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from qa.reader_train import export_checkpoint
+    from qa.reader_export import export_checkpoint
 
     export_checkpoint(Path(args.checkpoint), Path(args.out), args.base, args.layers)
     print(f"exported {args.checkpoint} -> {args.out}")
@@ -255,15 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("embeddings").setLevel(logging.INFO)
     for noisy in ("httpx", "sentence_transformers", "transformers", "urllib3", "faiss"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    from embeddings.store import IndexBusy, IndexUnusable
     from qa.errors import BadInput, Busy, Unusable
 
     try:
         return args.func(args)
-    except (Unusable, IndexUnusable) as exc:  # broken or stale files: the message names the fix
+    except Unusable as exc:  # broken or stale files: the message names the fix
         print(f"qa {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except (Busy, IndexBusy) as exc:
+    except Busy as exc:
         print(f"qa {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except (BadInput, ValueError) as exc:  # bad input: a question, a flag, a path

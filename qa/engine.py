@@ -17,7 +17,7 @@ from pathlib import Path
 
 from embeddings import store
 from embeddings.chunking import Sentence
-from embeddings.indexer import BuildReport, build_index, staleness
+from embeddings.indexer import BuildReport, Survey, build_index, survey
 from qa import calibration
 from qa.answer import Answer, Choice, compose
 from qa.conversation import contextualize
@@ -49,14 +49,15 @@ def clean_question(question: object, max_chars: int) -> str:
 
 
 def ensure_index(settings: Settings, progress: bool = False, model=None,
-                 rebuild: bool = False) -> BuildReport:
+                 rebuild: bool = False, surveyed: Survey | None = None) -> BuildReport:
     """Build or update the index of `settings.corpus` (incremental, or everything with
-    `rebuild`); return the report. `model` defaults to the settings' encoder."""
+    `rebuild`); return the report. `model` defaults to the settings' encoder; `surveyed`
+    is a survey of the corpus just taken (its files are not listed or hashed again)."""
     return build_index(
         settings.corpus, settings.index_dir, settings.index_config(),
         (lambda: model) if model is not None else (lambda: load_encoder_for(settings)),
         batch_size=settings.batch_size, exclude=settings.exclude, progress=progress,
-        rebuild=rebuild, approximate_above=settings.approximate_above)
+        rebuild=rebuild, approximate_above=settings.approximate_above, survey=surveyed)
 
 
 def load_encoder_for(settings: Settings):
@@ -99,15 +100,16 @@ class Assistant:
         if index is not None:
             changes["index"] = Path(index).expanduser()
         settings = base.replace(**changes) if changes else base
-        stale = None
+        surveyed = None
         if update is None:  # first, so a missing corpus is reported before the model loads
-            stale = staleness(settings.corpus, settings.index_dir, settings.index_config(),
+            surveyed = survey(settings.corpus, settings.index_dir, settings.index_config(),
                               settings.exclude)
+        stale = surveyed.reason if surveyed else None
         model = load_encoder_for(settings)
         if update or stale:
             if stale and stale != "no index yet":
                 log.warning("updating the index: %s", stale)
-            report = ensure_index(settings, progress=progress, model=model)
+            report = ensure_index(settings, progress=progress, model=model, surveyed=surveyed)
             log.info("%s", report.summary())
         loaded = Index.load(settings.index_dir)
         if loaded.manifest.get("model") != settings.model:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings.errors import Unusable
+
 READER_DIR = Path(__file__).parent / "data" / "reader"
 MODEL_FILE = "model-int8.onnx"
 FP32_FILE = "model.onnx"
@@ -36,7 +38,7 @@ MAX_QUESTION_TOKENS = 48
 MAX_SPAN_TOKENS = 30  # longest answer phrase, in word pieces
 
 
-class ReaderUnusable(RuntimeError):
+class ReaderUnusable(Unusable):
     """The reader folder is missing files or of another format (a broken install, not bad
     input): the message names the fix."""
 

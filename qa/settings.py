@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from embeddings import store
-from embeddings.indexer import IndexConfig
+from embeddings.encoder import BACKENDS, DEFAULT_MODEL
+from embeddings.files import qa_home
+from embeddings.indexer import BATCH_SIZE, IndexConfig
 from qa.errors import SettingError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,11 +40,9 @@ def default_index_dir(corpus: Path) -> Path:
     `$QA_HOME/indexes/<folder name>-<8 hex of the absolute path>`, with QA_HOME defaulting
     to `$XDG_CACHE_HOME/cited-qa` (usually ~/.cache/cited-qa).
     """
-    home = os.environ.get("QA_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cited-qa")
     absolute = Path(corpus).expanduser().resolve()
     digest = hashlib.sha1(str(absolute).encode()).hexdigest()[:8]
-    return Path(home) / "indexes" / f"{absolute.name or 'root'}-{digest}"
+    return qa_home() / "indexes" / f"{absolute.name or 'root'}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,13 @@ class Settings:
 
     corpus: Path = DEFAULT_CORPUS
     index: Path | None = None  # None: default_index_dir(corpus)
-    model: str = "all-MiniLM-L6-v2"  # a local folder, or a hub name (needs the internet)
+    model: str = DEFAULT_MODEL  # a local folder, or a hub name (needs the internet)
     encoder: str = IndexConfig.encoder  # torch | onnx | onnx-int8 | auto (int8 ONNX)
     chunk_tokens: int = IndexConfig.chunk_tokens  # target chunk size
     chunk_overlap: int = IndexConfig.chunk_overlap  # tokens shared by consecutive chunks
     sentence_max_tokens: int = IndexConfig.sentence_max_tokens  # longer ones are cut
     encoding: str = IndexConfig.encoding
-    batch_size: int = 8  # texts per model batch when indexing (fp32 ONNX; int8 runs 1)
+    batch_size: int = BATCH_SIZE  # texts per model batch when indexing (int8 runs 1)
     approximate_above: int = store.APPROXIMATE_ABOVE  # chunks above which FAISS is IVF-Flat
     top_k: int = 5  # passages returned with an answer
     candidates: int = 30  # chunks taken from each retriever before fusion
@@ -127,7 +127,7 @@ class Settings:
                 raise SettingError(f"{name} must be between 0 and 1, got {value}")
         if self.dense_weight < 0 or self.bm25_weight < 0:
             raise SettingError("retrieval weights must not be negative")
-        if self.encoder not in ("auto", "torch", "onnx", "onnx-int8"):
+        if self.encoder not in ("auto", *BACKENDS):
             raise SettingError(f"encoder must be auto, torch, onnx or onnx-int8, got "
                                f"{self.encoder!r}")
         if self.api_concurrency is not None and self.api_concurrency < 1:

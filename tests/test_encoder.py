@@ -83,8 +83,6 @@ def test_encoder_surface(torch_encoder, onnx_encoders):
     assert counts[3] == 3  # [CLS] short [SEP]
     assert counts[5] == 2  # the empty text: [CLS] [SEP]
     assert onnx.backend == "onnx" and torch_encoder.backend == "torch"
-    # the one-line shim qa/engine.py still calls: the method itself
-    np.testing.assert_array_equal(enc.encode(onnx, TEXTS[:3]), onnx.encode(TEXTS[:3]))
 
 
 def test_batch_size_and_order_do_not_change_vectors(onnx_encoders):

@@ -1,0 +1,211 @@
+"""Fit the reading stage's stacking models (`stack.json` beside a reader) with k-fold
+figures, and measure accuracy against the number of windows read.
+
+    python benchmarks/calibrate_reader.py                    # the shipped reader, squad-dev
+    python benchmarks/calibrate_reader.py --reader DIR --set CORPUS=QUESTIONS.jsonl ...
+    python benchmarks/calibrate_reader.py --windows 1,2,4,6 --limit 600 --dry-run
+
+For every question the ranker's candidates are read (`qa.reading.read`), once; the two
+logistic models of `qa.reading.Stack` are then fitted on those readings (sentence
+labelled right when it holds a gold answer from an allowed source; the confidence model
+on each question's best sentence) and the threshold is the plateau rule of
+`qa.calibration`. Held-out figures come from k folds of contiguous blocks of each
+question file (SQuAD's files are ordered by article, so a fold holds whole articles):
+each block is scored with models fitted on the others. The final models, fitted on
+everything, are written to the reader folder unless --dry-run. The seeds set is kept
+out of the fit on purpose: it is the gate, measured on questions nothing was tuned on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qa.calibration import fit_logistic, plateau_threshold
+from qa.evaluate import contains_answer, load_questions
+from qa.reader import READER_DIR
+from qa.reading import MAX_MARGIN, STACK_FILE, Stack, read
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+DEFAULT_SETS = [f"{SHARED / 'bench/squad-dev/corpus'}={SHARED / 'bench/squad-dev/questions.jsonl'}"]
+
+# per question: (answerable, [(reader, ranker, null, label)] per sentence read)
+Rows = list[tuple[bool, list[tuple[float, float, float, int]]]]
+
+
+def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
+            limit: int | None) -> tuple[Rows, float]:
+    """Readings of every question, and the mean reading time per question (ms)."""
+    from qa.engine import Assistant
+    from qa.ranker import score_candidates
+    from qa.settings import Settings
+
+    settings = Settings.load(corpus=corpus, reader=str(reader), reader_windows=windows)
+    assistant = Assistant.load(settings=settings)
+    stage, index = assistant.reader, assistant.index
+    from qa import calibration
+
+    ranker = calibration.load()
+    questions = load_questions(questions_file)[:limit]
+    rows: Rows = []
+    spent = 0.0
+    for n, q in enumerate(questions, 1):
+        query = assistant.query(q.question)
+        passages = index.search(query, assistant.search_settings, settings.top_k)
+        cands = score_candidates(query, index, passages, ranker, settings.answer_passages)
+        t0 = time.perf_counter()
+        readings = read(stage.reader, query, index, cands, windows) if cands else []
+        spent += time.perf_counter() - t0
+        rows.append((q.answerable, [
+            (r.reader, r.ranker, r.null,
+             int(q.answerable and index.sentences[r.sentence].source in q.sources
+                 and contains_answer(index.sentences[r.sentence].text, q.answers)))
+            for r in readings]))
+        if n % 200 == 0:
+            print(f"  {n}/{len(questions)} questions", file=sys.stderr, flush=True)
+    return rows, 1000 * spent / max(len(questions), 1)
+
+
+def _best(stack_w: np.ndarray, readings):
+    X = np.array([(r, k) for r, k, _, _ in readings])
+    z = X @ stack_w[:-1] + stack_w[-1]
+    order = np.argsort(-z, kind="stable")
+    b = int(order[0])
+    margin = float(z[b] - z[order[1]]) if len(z) > 1 else MAX_MARGIN
+    r, k, null, label = readings[b]
+    return np.array([z[b], min(margin, MAX_MARGIN), r, k, null]), bool(label)
+
+
+def fit(sets: list[Rows]) -> Stack:
+    """Both models and the threshold on all the given sets (each weighing the same)."""
+    X, y, w = [], [], []
+    for rows in sets:
+        n = sum(len(rd) for _, rd in rows) or 1
+        for _, readings in rows:
+            for r, k, _, label in readings:
+                X.append((r, k))
+                y.append(label)
+                w.append(1.0 / n)
+    ws = fit_logistic(np.array(X), np.array(y, dtype=float), np.array(w))
+    C, cy, cw = [], [], []
+    tops = []
+    for rows in sets:
+        n = sum(1 for _, rd in rows if rd) or 1
+        per = []
+        for answerable, readings in rows:
+            if not readings:
+                per.append((None, answerable, False))
+                continue
+            x, ok = _best(ws, readings)
+            C.append(x)
+            cy.append(float(answerable and ok))
+            cw.append(1.0 / n)
+            per.append((x, answerable, ok))
+        tops.append(per)
+    wc = fit_logistic(np.array(C), np.array(cy), np.array(cw))
+    outcomes = [[(0.0 if x is None else float(1 / (1 + np.exp(-(x @ wc[:-1] + wc[-1])))), a, ok)
+                 for x, a, ok in per] for per in tops]
+    return Stack(tuple(round(float(v), 4) for v in ws[:-1]), round(float(ws[-1]), 4),
+                 tuple(round(float(v), 4) for v in wc[:-1]), round(float(wc[-1]), 4),
+                 plateau_threshold(outcomes))
+
+
+def outcomes(stack: Stack, rows: Rows) -> list[tuple[float, bool, bool]]:
+    """(confidence, answerable, best sentence right) per question under `stack`."""
+    sw = np.array([*stack.weights, stack.bias])
+    cw = np.array([*stack.confidence_weights, stack.confidence_bias])
+    out = []
+    for answerable, readings in rows:
+        if not readings:
+            out.append((0.0, answerable, False))
+            continue
+        x, ok = _best(sw, readings)
+        out.append((float(1 / (1 + np.exp(-(x @ cw[:-1] + cw[-1])))), answerable, ok))
+    return out
+
+
+def kfold(rows: Rows, k: int) -> tuple[list[tuple[float, bool, bool]], list[float]]:
+    """Held-out outcomes of every question (models fitted on the other k-1 blocks) and
+    the thresholds each fold chose."""
+    bounds = np.linspace(0, len(rows), k + 1).astype(int)
+    held, thresholds = [], []
+    for f in range(k):
+        lo, hi = bounds[f], bounds[f + 1]
+        stack = fit([rows[:lo] + rows[hi:]])
+        thresholds.append(stack.threshold)
+        held.extend((c, a, ok, stack.threshold) for c, a, ok in outcomes(stack, rows[lo:hi]))
+    return held, thresholds
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reader", default=str(READER_DIR), help="reader folder (default: shipped)")
+    p.add_argument("--set", action="append", metavar="CORPUS=QUESTIONS")
+    p.add_argument("--windows", default="4", help="windows read per question; a list "
+                   "such as 1,2,4,6 measures each (the last is the one fitted and written)")
+    p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--limit", type=int, help="first N questions of each set")
+    p.add_argument("--dry-run", action="store_true", help="report, don't write stack.json")
+    p.add_argument("--out", help="also write the figures as JSON to this file")
+    args = p.parse_args()
+    specs = args.set or DEFAULT_SETS
+    report: dict = {"reader": args.reader, "folds": args.folds, "curve": []}
+    from qa import machine
+
+    report["machine"] = machine.describe()
+    for windows in [int(x) for x in args.windows.split(",")]:
+        sets, ms = [], []
+        for spec in specs:
+            corpus, _, questions = spec.partition("=")
+            rows, t = collect(Path(corpus), Path(questions), Path(args.reader), windows,
+                              args.limit)
+            sets.append(rows)
+            ms.append(t)
+        point = {"windows": windows, "read_ms_per_question": round(float(np.mean(ms)), 1)}
+        for spec, rows in zip(specs, sets, strict=True):
+            held, ts = kfold(rows, args.folds)
+            name = Path(spec.partition("=")[2]).parent.name
+            point[name] = {"held_out": _held_figures(held), "fold_thresholds": ts}
+        print(json.dumps(point), flush=True)
+        report["curve"].append(point)
+    stack = fit(sets)
+    stack = dataclasses.replace(stack, meta={
+        "fitted_on": [s.split("=")[1].replace(str(ROOT.parent), "..") for s in specs],
+        "windows": windows, "fitted_at": time.strftime("%Y-%m-%d"),
+        "command": "python benchmarks/calibrate_reader.py " + " ".join(sys.argv[1:])})
+    report["stack"] = stack.to_json()
+    print(json.dumps(stack.to_json(), indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if not args.dry_run:
+        target = Path(args.reader) / STACK_FILE
+        target.write_text(json.dumps(stack.to_json(), indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+def _held_figures(held) -> dict:
+    """Figures of held-out outcomes, each at its own fold's threshold."""
+    a = [h for h in held if h[1]]
+    u = [h for h in held if not h[1]]
+
+    def share(rows, pred) -> float:
+        return round(sum(1 for h in rows if pred(*h)) / max(len(rows), 1), 4)
+
+    return {"accuracy_at_1": share(a, lambda c, _, ok, t: ok and c >= t),
+            "abstain_unanswerable": share(u, lambda c, _, ok, t: c < t),
+            "false_abstention": share(a, lambda c, _, ok, t: c < t),
+            "top_right": share(a, lambda c, _, ok, t: ok),
+            "accuracy": share(held, lambda c, ans, ok, t: (ans and ok and c >= t)
+                              or (not ans and c < t))}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""qa/reader.py: the window encoding both training and answering use, and the turning of
+raw logits into sentence scores and answer phrases (hand-made logits, no model); the
+shipped int8 reader against its recorded fp32 outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qa import reader as R
+
+
+@pytest.fixture(scope="module")
+def pieces():
+    from embeddings.onnx_export import model_folder, transformer_folder
+
+    folder = transformer_folder(model_folder("all-MiniLM-L6-v2"))
+    return R.Pieces(R.load_tokenizer(folder / R.TOKENIZER_FILE))
+
+
+def test_a_window_is_cls_question_sep_sentences_sep(pieces):
+    w = R.encode_window(pieces, "Who paid?", ["It cost 38 euros.", "Lyon paid."])
+    tokens = [pieces.tokenizer.id_to_token(i) for i in w.ids]
+    assert tokens == ["[CLS]", "who", "paid", "?", "[SEP]", "it", "cost", "38", "euros", ".",
+                      "lyon", "paid", ".", "[SEP]"]
+    assert w.types == (0,) * 5 + (1,) * 9
+    assert w.sentence_of == (-1,) * 5 + (0,) * 5 + (1,) * 3 + (-1,)
+    assert w.offsets[5:10] == ((0, 2), (3, 7), (8, 10), (11, 16), (16, 17))
+    assert w.n_sentences == 2
+
+
+def test_long_windows_are_cut_at_the_token_limit(pieces):
+    long = " ".join(["word"] * 300) + "."
+    w = R.encode_window(pieces, "What?", ["Short one.", long, "Never reached."], max_tokens=40)
+    assert len(w.ids) == 40 and w.ids[-1] == pieces.sep
+    assert w.n_sentences == 2 and 2 not in w.sentence_of
+    q = R.encode_window(pieces, " ".join(["why"] * 100), ["A."])
+    assert q.sentence_of.count(-1) == R.MAX_QUESTION_TOKENS + 3
+
+
+def test_sentence_logits_are_token_means():
+    tok = np.zeros((6, 3))
+    tok[:, 2] = [9, 1, 3, 5, 7, 9]
+    logits = R.sentence_logits(tok, [-1, 0, 0, 1, 1, -1], 3)
+    assert logits[0] == pytest.approx((1 + 3) / 2) and logits[1] == pytest.approx(6)
+    assert logits[2] == -np.inf
+
+
+def test_best_span_respects_order_and_length():
+    start = np.array([0.0, 5.0, 0.0, 0.0])
+    end = np.array([8.0, 0.0, 0.0, 4.0])  # (0, 0) scores 8, (1, 3) 9; (1, 0) is not allowed
+    assert R.best_span(start, end) == (1, 3, 9.0)
+    assert R.best_span(start, end, max_len=2) == (0, 0, 8.0)  # (1, 3) is 3 tokens long
+
+
+def test_interpret_gives_scores_against_no_answer_and_phrases_in_sentence_offsets(pieces):
+    w = R.encode_window(pieces, "Who paid?", ["It cost 38 euros.", "Lyon paid."])
+    tok = np.zeros((len(w.ids), 3))
+    tok[5:10, 2] = 2.0  # sentence 0
+    tok[10:13, 2] = -1.0
+    tok[7, 0], tok[8, 1] = 3.0, 3.0  # phrase "38 euros" in sentence 0
+    r = R.interpret(w, tok, null_logit=0.5)
+    assert r.null == 0.5 and len(r.sentences) == 2
+    first = r.sentences[0]
+    assert first.logit == 2.0 and first.score == 1.5 and first.span_score == 6.0
+    assert "It cost 38 euros."[slice(*first.span)] == "38 euros"
+    assert r.sentences[1].score == -1.5
+
+
+def test_a_missing_reader_folder_names_the_fix(tmp_path):
+    with pytest.raises(R.ReaderUnusable, match="QA_READER=off"):
+        R.Reader(tmp_path)
+    (tmp_path / R.META_FILE).write_text(json.dumps({"format": 999}))
+    (tmp_path / R.MODEL_FILE).write_bytes(b"")
+    (tmp_path / R.TOKENIZER_FILE).write_text("{}")
+    with pytest.raises(R.ReaderUnusable, match="retrain"):
+        R.Reader(tmp_path)
