@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_common import Deadline, emit, table, warn_if_busy  # noqa: E402
+from speed_common import Deadline, add_data_argument, emit, table, warn_if_busy  # noqa: E402
 
 HIDDEN, FFN, LAYERS = 384, 1536, 6
 
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                         default=[1024, 2048, 4096])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--budget", type=float, default=120)
+    add_data_argument(parser, used=False)
     args = parser.parse_args(argv)
     warn_if_busy()
     deadline = Deadline(args.budget)

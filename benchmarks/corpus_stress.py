@@ -22,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed_common import add_data_argument  # noqa: E402
 
 PLACES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Perth", "Tbilisi", "Lima", "Riga"]
 THINGS = ["bridge", "museum", "harbour", "library", "stadium", "tramway", "market", "park"]
@@ -61,6 +63,7 @@ def main() -> int:
     parser.add_argument("kind", choices=["tiny", "huge"])
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--mb", type=int, default=50)
+    add_data_argument(parser, used=False)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         corpus, index = Path(tmp) / "corpus", Path(tmp) / "index"

@@ -17,7 +17,9 @@ answer@10, the share of questions with an answer string in a top-10 sentence. Ro
 "late" use sentence vectors pooled from their chunk's token embeddings (late chunking,
 `Encoder.encode_spans`) instead of encoding each sentence alone.
 
-Exports the ONNX models into $QA_HOME/models on first use (~15 s, not timed).
+Data: bbc-news (speed) and squad-dev too (accuracy) under the benchmark data folder
+(--data, docs/data.md); when a needed set is missing, one line says so and the script
+exits 2. Exports the ONNX models into $QA_HOME/models on first use (~15 s, not timed).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed_common import (  # noqa: E402
-    BBC,
-    SQUAD,
+    NO_DATA,
     Deadline,
+    add_data_argument,
     corpus_chunks,
     corpus_documents,
     emit,
@@ -60,7 +62,7 @@ def speed(args) -> None:
     deadline = Deadline(args.budget)
     warn_if_busy()
     t = time.perf_counter()
-    chunks, sentences = corpus_chunks(BBC)
+    chunks, sentences = corpus_chunks(args.data.bbc)
     prep = time.perf_counter() - t
     texts = sample(chunks, args.texts)
     if args.threads:
@@ -154,11 +156,11 @@ def accuracy(args) -> None:
     from embeddings.encoder import load_encoder
 
     warn_if_busy()
-    docs = corpus_documents(SQUAD / "corpus")
+    docs = corpus_documents(args.data.squad_corpus)
     sentences = [s.text for _, ss, _ in docs for s in ss]
-    _, bbc_sentences = corpus_chunks(BBC)
+    _, bbc_sentences = corpus_chunks(args.data.bbc)
     bbc = sample(bbc_sentences, args.bbc_sentences)
-    questions = squad_questions(args.questions)
+    questions = squad_questions(args.questions, folder=args.data.squad)
     qtexts = [q["question"] for q in questions]
     print(f"{len(sentences)} SQuAD sentences, {len(bbc)} bbc-news sentences, "
           f"{len(questions)} questions\n")
@@ -217,7 +219,7 @@ def accuracy(args) -> None:
                               "questions": len(questions), "rows": rows})
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", nargs="?", choices=("speed", "accuracy"), default="speed")
     parser.add_argument("--texts", type=int, default=600, help="bbc chunks timed (speed)")
@@ -234,12 +236,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bbc-sentences", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=8,
                         help="accuracy: batch size for sentences and chunks (questions: 1)")
+    add_data_argument(parser)
     args = parser.parse_args(argv)
     for b in args.backends:
         if b not in BACKENDS:
             parser.error(f"unknown backend {b!r}")
+    needs = ("bbc-news",) if args.mode == "speed" else ("squad-dev", "bbc-news")
+    missing = [line for line in map(args.data.skip_line, needs) if line]
+    if missing:
+        print("\n".join(missing))
+        return NO_DATA
     speed(args) if args.mode == "speed" else accuracy(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

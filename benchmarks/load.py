@@ -28,6 +28,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed_common import add_data_argument  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUESTIONS = ROOT / "benchmarks" / "questions" / "seeds.jsonl"
 FALLBACK_QUESTIONS = [
@@ -234,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                         "input length is slow)")
     p.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, s")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_data_argument(p, used=False)
     args = p.parse_args(argv)
     try:
         client_counts = [int(x) for x in args.clients.split(",") if x.strip()]

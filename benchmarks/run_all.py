@@ -12,12 +12,18 @@ speed (its own summary table), the ceiling (GFLOP/s), encoder speed (best tokens
 backend) and vector scale (the store's index at each size). A script that fails or
 prints no JSON line shows "-". Bounded by the scripts' own budgets. Figures worth
 keeping go into docs/benchmarks.md.
+
+Data: the benchmark data folder (--data DIR, else $QA_BENCH_DATA, else ../shared next to
+the project; docs/data.md), handed to every script as QA_BENCH_DATA. A script whose data
+is missing is not run, and a question set or corpus a script skipped for want of data is
+listed as skipped in the final table; the rest runs as usual.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,16 +33,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import SETS as QUALITY_SETS  # noqa: E402
 from quality import TARGETS as QUALITY_TARGETS  # noqa: E402
-from speed_common import table  # noqa: E402
+from speed_common import DATA_ENV, NO_DATA, Data, add_data_argument, table  # noqa: E402
 
-# (name, command, command under --quick or None to leave the script out)
+# (name, command, command under --quick or None to leave the script out, the data sets
+# without which it cannot run at all). quality runs seeds without squad-dev and speed
+# times seeds without bbc-news: they report what they skipped themselves.
 SCRIPTS = [
-    ("quality", ["benchmarks/quality.py"], ["benchmarks/quality.py"]),
-    ("ceiling", ["benchmarks/ceiling.py"], ["benchmarks/ceiling.py"]),
+    ("quality", ["benchmarks/quality.py"], ["benchmarks/quality.py"], ()),
+    ("ceiling", ["benchmarks/ceiling.py"], ["benchmarks/ceiling.py"], ()),
     ("speed", ["benchmarks/speed.py"],
-     ["benchmarks/speed.py", "--limit-articles", "100", "--questions", "30"]),
-    ("encoder speed", ["benchmarks/encoder_speed.py"], None),
-    ("vector scale", ["benchmarks/vector_scale.py", "--budget", "420", "--hnsw-cap", "90"], None),
+     ["benchmarks/speed.py", "--limit-articles", "100", "--questions", "30"], ()),
+    ("encoder speed", ["benchmarks/encoder_speed.py"], None, ("bbc-news",)),
+    ("vector scale", ["benchmarks/vector_scale.py", "--budget", "420", "--hnsw-cap", "90"], None,
+     ()),
 ]
 QUALITY_COLUMNS = (("accuracy_at_1", "acc@1"), ("hit_at_5", "hit@5"),
                    ("abstain_unanswerable", "abstain"), ("false_abstention", "false abstention"))
@@ -50,6 +59,7 @@ def _f(value, digits: int = 3) -> str:
 def quality_rows(result: dict | None) -> list[dict]:
     """acc@1 / hit@5 / abstain / false abstention per question set, against the targets."""
     sets = (result or {}).get("quality") or {}
+    skipped = (result or {}).get("skipped") or {}
     names = list(dict.fromkeys([*QUALITY_SETS, *sets]))
     labels = " / ".join(label for _, label in QUALITY_COLUMNS)
     rows = []
@@ -68,7 +78,9 @@ def quality_rows(result: dict | None) -> list[dict]:
             "-" if targets.get(k) is None else ("<=" if k in LOWER_IS_BETTER else ">=")
             + f"{targets[k]:.2f}" for k, _ in QUALITY_COLUMNS)
         met = "-" if not metrics else ("no: " + ", ".join(missed)) if missed else "yes"
-        rows.append({"figure": f"{name}: {labels}", "value": " / ".join(values),
+        value = f"skipped, no data at {skipped[name]}" if name in skipped \
+            else " / ".join(values)
+        rows.append({"figure": f"{name}: {labels}", "value": value,
                      "target": target_text, "met": met})
     return rows
 
@@ -78,6 +90,9 @@ def speed_rows(result: dict | None) -> list[dict]:
     rows = [{"figure": r.get("measure", "-").strip(), "value": r.get("ours", "-"),
              "target": r.get("target", "-"), "met": r.get("met", "-")}
             for r in (result or {}).get("summary") or []]
+    rows += [{"figure": f"{name}: build, update, latency, HTTP",
+              "value": f"skipped, no data at {path}"}
+             for name, path in ((result or {}).get("skipped") or {}).items()]
     return rows or [{"figure": "summary", "value": "-"}]
 
 
@@ -123,7 +138,7 @@ def combined_table(summary: dict[str, dict]) -> str:
     """One table of every script's headline figures; "-" where a script failed, printed
     no JSON line or was not run."""
     rows = []
-    for name, _, _ in SCRIPTS:
+    for name, _, _, _ in SCRIPTS:
         entry = summary.get(name)
         result = entry.get("result") if entry else None
         try:
@@ -132,6 +147,10 @@ def combined_table(summary: dict[str, dict]) -> str:
             group = [{"figure": f"unreadable result ({type(exc).__name__}: {exc})"}]
         if entry is None:
             status = "not run"
+        elif entry.get("skipped"):
+            status = "skipped"
+            group = [{"figure": f"{data}: no data at {path}", "value": "-"}
+                     for data, path in entry["skipped"].items()]
         elif entry.get("exit") != 0:
             status = f"exit {entry.get('exit')}"
         else:
@@ -150,21 +169,32 @@ def main() -> int:
                         help="quality, ceiling and a small speed run (100 articles, 30 "
                              "questions) only")
     parser.add_argument("--only", action="append", metavar="NAME",
-                        choices=[name for name, _, _ in SCRIPTS],
+                        choices=[name for name, _, _, _ in SCRIPTS],
                         help="run only this script (repeatable): "
-                             + ", ".join(name for name, _, _ in SCRIPTS))
+                             + ", ".join(name for name, _, _, _ in SCRIPTS))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), metavar="DIR",
                         help="folder for summary.json (default benchmarks/out)")
+    add_data_argument(parser)
     args = parser.parse_args()
-    scripts = [(name, quick if args.quick else cmd) for name, cmd, quick in SCRIPTS
+    data: Data = args.data
+    scripts = [(name, quick if args.quick else cmd, needs) for name, cmd, quick, needs in SCRIPTS
                if (quick or not args.quick) and (not args.only or name in args.only)]
+    env = {**os.environ, DATA_ENV: str(data.root)}
+    print(f"benchmark data: {data.root}", flush=True)
     summary: dict[str, dict] = {}
     failed = []
-    for name, cmd in scripts:
+    for name, cmd, needs in scripts:
+        absent = {need: str(data.missing(need)) for need in needs if data.missing(need)}
+        if absent:
+            print(f"\n=== {name}: " + "; ".join(data.skip_line(need) for need in absent),
+                  flush=True)
+            summary[name] = {"seconds": 0.0, "exit": None, "result": None,
+                             "skipped": absent}
+            continue
         print(f"\n=== {name}: python {' '.join(cmd)}", flush=True)
         began = time.perf_counter()
         proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True,
-                              text=True)
+                              text=True, env=env)
         print(proc.stdout, end="")
         if proc.returncode != 0:
             failed.append(name)
@@ -182,11 +212,16 @@ def main() -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n=== summary")
     for name, row in summary.items():
-        print(f"{name:>14}: {row['seconds']:>7.1f} s, exit {row['exit']}")
+        if row.get("skipped"):
+            print(f"{name:>14}: skipped, no data at " + ", ".join(row["skipped"].values()))
+        else:
+            print(f"{name:>14}: {row['seconds']:>7.1f} s, exit {row['exit']}")
     print(f"wrote {out / 'summary.json'}")
     print("\n=== headline figures")
     print(combined_table(summary))
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return NO_DATA if summary and all(row.get("skipped") for row in summary.values()) else 0
 
 
 if __name__ == "__main__":

