@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -245,6 +246,19 @@ def build_index(
     elif (survey.corpus, survey.index_dir, survey.config, survey.exclude) != (
             corpus, index_dir, config, exclude):
         raise ValueError("the survey is of another corpus, index folder or configuration")
+    created = not index_dir.exists()
+    try:
+        return _build(corpus, index_dir, config, model_loader, batch_size, rebuild, progress,
+                      approximate_above, survey, began)
+    except BadInput:
+        if created:  # a first build that found nothing to index leaves no folder behind
+            shutil.rmtree(index_dir, ignore_errors=True)
+        raise
+
+
+def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Callable,
+           batch_size: int, rebuild: bool, progress: bool, approximate_above: int,
+           survey: Survey, began: float) -> BuildReport:
     files, hashes = survey.files, survey.hashes
     with store.locked(index_dir):
         store.clean_leftovers(index_dir)

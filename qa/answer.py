@@ -129,6 +129,29 @@ def extend(index: Index, query: Query, choice: Choice) -> tuple[int, int]:
     return best
 
 
+def balance_quotes(start: int, end: int, text: str) -> tuple[int, int, str]:
+    """(start, end, text) without a quotation mark that opens or closes a quotation the
+    text doesn't hold both ends of ('"We do not support it.' of a quotation that runs on
+    into the next sentence): still `file_text[start:end]`, only shorter."""
+    def cut(s: int, e: int, t: str, front: bool) -> tuple[int, int, str]:
+        t2 = t[1:] if front else t[:-1]
+        stripped = t2.strip()
+        lead = len(t2) - len(t2.lstrip())
+        s2 = s + (1 if front else 0) + lead
+        return s2, s2 + len(stripped), stripped
+
+    if text.count('"') % 2 == 1:
+        if text.startswith('"'):
+            return cut(start, end, text, True)
+        if text.endswith('"'):
+            return cut(start, end, text, False)
+    if text.startswith("“") and "”" not in text:
+        return cut(start, end, text, True)
+    if text.endswith("”") and "“" not in text:
+        return cut(start, end, text, False)
+    return start, end, text
+
+
 def corroborations(index: Index, passages: list[Passage], sentence: int,
                    similarity: float) -> list[Citation]:
     """Sentences of other documents in any retrieved passage (collapsed duplicates
@@ -151,8 +174,8 @@ def corroborations(index: Index, passages: list[Passage], sentence: int,
     out = []
     for src, (sim, s) in sorted(best.items(), key=lambda kv: -kv[1][0]):
         sent = index.sentences[s]
-        out.append(Citation(src, index.titles.get(src, src), sent.text, sent.start,
-                            sent.end, sim))
+        start, end, text = balance_quotes(sent.start, sent.end, sent.text)
+        out.append(Citation(src, index.titles.get(src, src), text, start, end, sim))
     return out
 
 
@@ -171,7 +194,7 @@ def compose(query: Query, index: Index, passages: list[Passage], choice: Choice 
         s = index.sentences[choice.sentence]
         span = (s.start, s.end, s.text)
     source = index.sentences[choice.sentence].source
-    start, end, quote = span
+    start, end, quote = balance_quotes(*span)
     citations = [Citation(source, index.titles.get(source, source), quote, start, end,
                           choice.confidence)]
     citations += corroborations(index, passages, choice.sentence, corroborate_similarity)

@@ -180,24 +180,40 @@ def _progress_wanted(args) -> bool:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from embeddings.indexer import survey
     from qa.engine import ensure_index
 
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
+    # a missing corpus is reported first, before any "indexing" line or folder
+    surveyed = survey(settings.corpus, settings.index_dir, settings.index_config(),
+                      settings.exclude)
     print(f"indexing {settings.corpus} -> {settings.index_dir}", file=sys.stderr)
-    report = ensure_index(settings, progress=not args.quiet, rebuild=args.rebuild)
+    report = ensure_index(settings, progress=not args.quiet, rebuild=args.rebuild,
+                          surveyed=surveyed)
     if report.rebuilt and report.rebuilt != "rebuild requested":
         print(f"rebuilt the whole index: {report.rebuilt}", file=sys.stderr)
     print(report.summary())
     return 0
 
 
-def format_answer(answer) -> str:
-    """A readable answer: the quote, then numbered citations, or the abstention."""
+def format_answer(answer, bold: bool = False) -> str:
+    """A readable answer: the quote (its answer phrase in bold on a terminal), the phrase
+    on its own line, numbered citations; or the abstention with the closest material."""
     lines = []
     width = 88
     if answer.answerable:
-        lines.append(textwrap.fill(answer.answer, width) + " [1]")
-        lines.append(f"\nconfidence {answer.confidence:.2f}")
+        text = textwrap.fill(answer.answer, width)
+        phrase = None
+        if answer.answer_span is not None and answer.citations:
+            a = answer.answer_span[0] - answer.citations[0].start
+            b = answer.answer_span[1] - answer.citations[0].start
+            if 0 <= a < b <= len(answer.answer):
+                phrase = answer.answer[a:b]
+                if bold and phrase in text:  # not when the wrap split the phrase
+                    text = text.replace(phrase, f"\033[1m{phrase}\033[0m", 1)
+        lines.append(text + " [1]")
+        lines.append(("" if phrase is None else f"\nanswer: {phrase}")
+                     + f"\nconfidence {answer.confidence:.2f}")
         lines.append("\nsources:")
         for n, c in enumerate(answer.citations, 1):
             tag = "" if n == 1 else "  (also reported)"
@@ -229,7 +245,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
-        print(format_answer(answer))
+        print(format_answer(answer, bold=sys.stdout.isatty()))
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from corpora import query_of, tiny_index
 
-from qa.answer import ABSTAIN_TEXT, Choice, apply_threshold, compose, extend
+from qa.answer import ABSTAIN_TEXT, Choice, apply_threshold, balance_quotes, compose, extend
 from qa.features import FEATURES
 from qa.index import SearchSettings
 
@@ -107,3 +107,18 @@ def test_the_answer_object(index):
 def test_a_pair_covering_clearly_more_of_the_question_is_quoted(index):
     a = answer(index, "What was the bridge worth?", "Traffic is expected to ease.")
     assert a.answer == "He said it was worth it. Traffic is expected to ease."
+
+
+@pytest.mark.parametrize("text, want", [
+    ('"We do not support Taiwan independence.', "We do not support Taiwan independence."),
+    ('We remain opposed to any changes by either side."', "We remain opposed to any changes "
+                                                        "by either side."),
+    ("“It was very good,” Xi said.", "“It was very good,” Xi said."),
+    ("“We want to see development.", "We want to see development."),
+    ('He said "yes" twice.', 'He said "yes" twice.'),
+])
+def test_unbalanced_quotation_marks_are_left_out_of_the_quote(text, want):
+    file_text = "Intro. " + text + " Outro."
+    start = file_text.index(text)
+    s, e, quote = balance_quotes(start, start + len(text), text)
+    assert quote == want == file_text[s:e]

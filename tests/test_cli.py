@@ -36,9 +36,24 @@ def test_missing_and_empty_corpus(tmp_path):
     out = qa("ask", "Who?", "--corpus", str(tmp_path / "nope"))
     assert out.returncode == 2 and "does not exist" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+    out = qa("index", "--corpus", str(tmp_path / "nope"), "--quiet")  # no "indexing" line
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        next(line for line in out.stderr.splitlines() if "does not exist" in line)]
     (tmp_path / "empty").mkdir()
-    out = qa("index", "--corpus", str(tmp_path / "empty"), "--quiet")
+    index = tmp_path / "empty-index"
+    out = qa("index", "--corpus", str(tmp_path / "empty"), "--index", str(index), "--quiet")
     assert out.returncode == 2 and "no readable documents" in out.stderr
+    assert not index.exists()  # no folder holding only a lock file is left behind
+
+
+def test_a_damaged_index_exits_1_naming_the_fix(tmp_path):
+    corpus = write_corpus(tmp_path / "c", {"a.txt": "The ferry to Hydra leaves at nine."})
+    index = tmp_path / "index"
+    assert qa("index", "--corpus", str(corpus), "--index", str(index), "--quiet").returncode == 0
+    (index / "current" / "sentence_vectors.npy").write_bytes(b"not numpy")
+    out = qa("ask", "When does the ferry leave?", "--corpus", str(corpus), "--index",
+             str(index))
+    assert out.returncode == 1 and "qa index --rebuild" in out.stderr
 
 
 def test_ask_builds_the_index_then_answers_as_json(tmp_path):

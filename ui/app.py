@@ -90,6 +90,7 @@ CSS = """
 .cqa-msg .cqa-h { font-weight: 600; font-size: .8rem; text-transform: uppercase;
   letter-spacing: .04em; color: var(--body-text-color-subdued); margin: .8rem 0 .3rem; }
 .cqa-answer-text { font-size: 1.02rem; margin: 0 0 .4rem 0; }
+.cqa-phrase { font-weight: 700; }
 .cqa-ref { font-size: .72rem; font-weight: 600; color: var(--color-accent);
   margin-left: .1rem; }
 .cqa-searched { font-size: .8rem; color: var(--body-text-color-subdued);
@@ -237,9 +238,19 @@ def _lines(lines: list[str]) -> list[str]:
     return [" ".join(line.split()) for line in lines if line.strip()]
 
 
-def _passage_html(before: str, quote: str, after: str) -> str:
+def phrase_html(quote: str, start: int, span: tuple[int, int] | None) -> str:
+    """The escaped quote (whose first character is file offset `start`) with the answer
+    phrase `span` (file offsets) in bold, when the span lies inside it."""
+    if span is None or not start <= span[0] < span[1] <= start + len(quote):
+        return esc(quote)
+    a, b = span[0] - start, span[1] - start
+    return (f'{esc(quote[:a])}<strong class="cqa-phrase">{esc(quote[a:b])}</strong>'
+            f"{esc(quote[b:])}")
+
+
+def _passage_html(before: str, quote: str, after: str, quote_html: str | None = None) -> str:
     """The quote highlighted inside its passage; the quote itself is always shown
-    verbatim."""
+    verbatim (`quote_html`: the quote already rendered, e.g. with its phrase in bold)."""
     head = before.replace("\r", "").split("\n")
     tail = after.replace("\r", "").split("\n")
     # head[-1] / tail[0] share a line with the quote; the other lines stand alone
@@ -251,7 +262,8 @@ def _passage_html(before: str, quote: str, after: str) -> str:
     after_text = "\n".join([trail, *below]) if below else trail
     before_text = _trim_left(before_text, CONTEXT_CHARS)
     after_text = _trim_right(after_text, CONTEXT_CHARS)
-    return (f'<blockquote class="cqa-passage">{esc(before_text)}<mark>{esc(quote)}</mark>'
+    inner = esc(quote) if quote_html is None else quote_html
+    return (f'<blockquote class="cqa-passage">{esc(before_text)}<mark>{inner}</mark>'
             f"{esc(after_text)}</blockquote>")
 
 
@@ -275,13 +287,16 @@ def render_answer(answer: Answer, index: Index | None = None,
     if answer.answerable and answer.citations:
         refs = "".join(f'<sup class="cqa-ref">[{n}]</sup>'
                        for n in range(1, len(answer.citations) + 1))
-        parts.append(f'<p class="cqa-answer-text">{esc(answer.answer)}{refs}</p>')
+        first = answer.citations[0]
+        answer_html = phrase_html(first.quote, first.start, answer.answer_span)
+        parts.append(f'<p class="cqa-answer-text">{answer_html}{refs}</p>')
         parts.append(confidence_html(answer.confidence))
         parts.append('<div class="cqa-h">Sources</div>')
         for n, c in enumerate(answer.citations, 1):
             parts.append('<div class="cqa-source">')
             parts.append(_source_head(n, c.source, index))
-            parts.append(_passage_html(*citation_context(c, answer.passages, index)))
+            parts.append(_passage_html(*citation_context(c, answer.passages, index),
+                                       answer_html if n == 1 else None))
             parts.append("</div>")
         if len(answer.citations) > 1:
             others = "; ".join(

@@ -160,6 +160,11 @@ class PassageOut(BaseModel):
                             description="Other files holding a near-identical passage.")
 
 
+class SpanOut(BaseModel):
+    start: int = Field(description="Character offset of the answer phrase in the file's text.")
+    end: int = Field(description="Character offset just past the phrase.")
+
+
 class AnswerResponse(BaseModel):
     question: str = Field(description="The question as understood (white space normalised).")
     answer: str = Field(description="A sentence (or two) quoted verbatim from the corpus, or "
@@ -170,6 +175,10 @@ class AnswerResponse(BaseModel):
     citations: list[CitationOut] = Field(
         description="citations[0] is the answer's source; later ones are other documents "
                     "stating the same fact. Empty when not answerable.")
+    answer_span: SpanOut | None = Field(
+        None, description="The exact answer phrase inside citations[0].quote, as file "
+                          "offsets of citations[0].source (file_text[start:end]), when the "
+                          "reader marked one; null otherwise.")
     passages: list[PassageOut] = Field(
         description="The top retrieved passages, best first (related material when not "
                     "answerable).")
