@@ -36,15 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 DEFAULT_SETS = [f"{SHARED / 'bench/squad-dev/corpus'}={SHARED / 'bench/squad-dev/questions.jsonl'}"]
 
-# per question: (answerable, [(reader, ranker, null, label)] per sentence read)
-Rows = list[tuple[bool, list[tuple[float, float, float, int]]]]
+# per question: (answerable, the ranker's confidence, [(reader, ranker, null, label)] per
+# sentence read)
+Rows = list[tuple[bool, float, list[tuple[float, float, float, int]]]]
 
 
 def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
             limit: int | None) -> tuple[Rows, float]:
     """Readings of every question, and the mean reading time per question (ms)."""
     from qa.engine import Assistant
-    from qa.ranker import score_candidates
+    from qa.ranker import confidence_of, score_candidates
     from qa.settings import Settings
 
     settings = Settings.load(corpus=corpus, reader=str(reader), reader_windows=windows)
@@ -63,7 +64,7 @@ def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
         t0 = time.perf_counter()
         readings = read(stage.reader, query, index, cands, windows) if cands else []
         spent += time.perf_counter() - t0
-        rows.append((q.answerable, [
+        rows.append((q.answerable, confidence_of(cands, ranker), [
             (r.reader, r.ranker, r.null,
              int(q.answerable and index.sentences[r.sentence].source in q.sources
                  and contains_answer(index.sentences[r.sentence].text, q.answers)))
@@ -73,22 +74,23 @@ def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
     return rows, 1000 * spent / max(len(questions), 1)
 
 
-def _best(stack_w: np.ndarray, readings):
+def _best(stack_w: np.ndarray, readings, ranker_confidence: float):
     X = np.array([(r, k) for r, k, _, _ in readings])
     z = X @ stack_w[:-1] + stack_w[-1]
     order = np.argsort(-z, kind="stable")
     b = int(order[0])
     margin = float(z[b] - z[order[1]]) if len(z) > 1 else MAX_MARGIN
     r, k, null, label = readings[b]
-    return np.array([z[b], min(margin, MAX_MARGIN), r, k, null]), bool(label)
+    return (np.array([z[b], min(margin, MAX_MARGIN), r, k, null, ranker_confidence]),
+            bool(label))
 
 
 def fit(sets: list[Rows]) -> Stack:
     """Both models and the threshold on all the given sets (each weighing the same)."""
     X, y, w = [], [], []
     for rows in sets:
-        n = sum(len(rd) for _, rd in rows) or 1
-        for _, readings in rows:
+        n = sum(len(rd) for _, _, rd in rows) or 1
+        for _, _, readings in rows:
             for r, k, _, label in readings:
                 X.append((r, k))
                 y.append(label)
@@ -97,13 +99,13 @@ def fit(sets: list[Rows]) -> Stack:
     C, cy, cw = [], [], []
     tops = []
     for rows in sets:
-        n = sum(1 for _, rd in rows if rd) or 1
+        n = sum(1 for _, _, rd in rows if rd) or 1
         per = []
-        for answerable, readings in rows:
+        for answerable, rconf, readings in rows:
             if not readings:
                 per.append((None, answerable, False))
                 continue
-            x, ok = _best(ws, readings)
+            x, ok = _best(ws, readings, rconf)
             C.append(x)
             cy.append(float(answerable and ok))
             cw.append(1.0 / n)
@@ -122,11 +124,11 @@ def outcomes(stack: Stack, rows: Rows) -> list[tuple[float, bool, bool]]:
     sw = np.array([*stack.weights, stack.bias])
     cw = np.array([*stack.confidence_weights, stack.confidence_bias])
     out = []
-    for answerable, readings in rows:
+    for answerable, rconf, readings in rows:
         if not readings:
             out.append((0.0, answerable, False))
             continue
-        x, ok = _best(sw, readings)
+        x, ok = _best(sw, readings, rconf)
         out.append((float(1 / (1 + np.exp(-(x @ cw[:-1] + cw[-1])))), answerable, ok))
     return out
 
@@ -173,6 +175,8 @@ def main() -> int:
             held, ts = kfold(rows, args.folds)
             name = Path(spec.partition("=")[2]).parent.name
             point[name] = {"held_out": _held_figures(held), "fold_thresholds": ts}
+            report.setdefault("held_out_rows", {})[name] = [
+                [round(c, 5), a, ok, t] for c, a, ok, t in held]  # of the last windows value
         print(json.dumps(point), flush=True)
         report["curve"].append(point)
     stack = fit(sets)

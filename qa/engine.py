@@ -159,10 +159,10 @@ class Assistant:
                                       self.settings.answer_passages)
         if not candidates:
             return None
+        confidence = confidence_of(candidates, ranker)
         if self.reader is not None:
-            return self.reader.choose(query, index, passages, candidates)
-        return Choice(candidates[0].sentence, confidence_of(candidates, ranker),
-                      candidates[0].features)
+            return self.reader.choose(query, index, passages, candidates, confidence)
+        return Choice(candidates[0].sentence, confidence, candidates[0].features)
 
     def candidates(self, question: str) -> list[tuple[Sentence, tuple[float, ...]]]:
         """Every candidate sentence for a question with its feature values

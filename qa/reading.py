@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 STACK_FILE = "stack.json"
 READER_FEATURES = ("reader", "ranker")  # per sentence read: reader log-odds, ranker logit
-STACK_CONFIDENCE = ("score", "margin", "reader", "ranker", "null")
+# of the best sentence: its stacked score, margin over the runner-up, reader score, ranker
+# logit, its window's no-answer logit; and the ranker's own confidence for the question
+STACK_CONFIDENCE = ("score", "margin", "reader", "ranker", "null", "ranker_confidence")
 MAX_MARGIN = 5.0
 
 
@@ -57,7 +59,7 @@ class Stack:
 
     weights: tuple[float, ...] = (1.0, 0.0)
     bias: float = 0.0
-    confidence_weights: tuple[float, ...] = (0.0, 0.0, 1.0, 0.0, 0.0)
+    confidence_weights: tuple[float, ...] = (0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
     confidence_bias: float = 0.0
     threshold: float = 0.5
     meta: dict = field(default_factory=dict, compare=False)
@@ -65,8 +67,10 @@ class Stack:
     def score(self, r: Reading) -> float:
         return float(np.dot(self.weights, (r.reader, r.ranker))) + self.bias
 
-    def confidence(self, score: float, margin: float, best: Reading) -> float:
-        x = (score, min(margin, MAX_MARGIN), best.reader, best.ranker, best.null)
+    def confidence(self, score: float, margin: float, best: Reading,
+                   ranker_confidence: float) -> float:
+        x = (score, min(margin, MAX_MARGIN), best.reader, best.ranker, best.null,
+             ranker_confidence)
         z = float(np.dot(self.confidence_weights, x)) + self.confidence_bias
         return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
 
@@ -144,7 +148,9 @@ class ReadingStage:
         return self.stack.threshold
 
     def choose(self, query: Query, index: Index, passages: list[Passage],
-               candidates: list[Candidate]) -> Choice | None:
+               candidates: list[Candidate], ranker_confidence: float) -> Choice | None:
+        """The best sentence read, its confidence and phrase; `ranker_confidence` is the
+        ranker's own confidence in its best candidate (an input of the confidence model)."""
         readings = read(self.reader, query, index, candidates, self.windows)
         if not readings:
             return None
@@ -154,8 +160,8 @@ class ReadingStage:
         margin = score - scored[1][0] if len(scored) > 1 else MAX_MARGIN
         features = next((c.features for c in candidates if c.sentence == best.sentence),
                         candidates[0].features)
-        return Choice(best.sentence, self.stack.confidence(score, margin, best), features,
-                      best.phrase)
+        confidence = self.stack.confidence(score, margin, best, ranker_confidence)
+        return Choice(best.sentence, confidence, features, best.phrase)
 
 
 def reader_folder(settings: Settings) -> Path | None:

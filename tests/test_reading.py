@@ -72,7 +72,7 @@ def test_the_stage_picks_the_stacked_best_and_calibrates_it(index):
     passages = index.search(q, SearchSettings(candidates=10))
     cands = score_candidates(q, index, passages, default(), 6)
     stage = ReadingStage(FakeReader("38 million euros"), Stack(threshold=0.4), 3)
-    choice = stage.choose(q, index, passages, cands)
+    choice = stage.choose(q, index, passages, cands, 0.5)
     assert index.sentences[choice.sentence].text == "It cost 38 million euros."
     assert choice.confidence == pytest.approx(1 / (1 + 2.718281828 ** -2.0), rel=1e-6)
     assert stage.threshold == 0.4 and choice.phrase is not None
