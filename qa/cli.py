@@ -235,13 +235,11 @@ def format_answer(answer, bold: bool = False) -> str:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.engine import Assistant, clean_question
-    from qa.settings import check_top_k
 
-    settings = _settings(args)
-    question = clean_question(args.question, settings.max_question_chars)  # before loading
-    top_k = None if args.top_k is None else check_top_k(args.top_k)
+    settings = _settings(args, top_k=args.top_k)  # a bad --top-k fails here, before loading
+    question = clean_question(args.question, settings.max_question_chars)
     assistant = Assistant.load(settings=settings, progress=_progress_wanted(args))
-    answer = assistant.ask(question, top_k=top_k)
+    answer = assistant.ask(question)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -24,7 +24,7 @@ from qa.conversation import contextualize
 from qa.errors import QuestionError
 from qa.index import Index, SearchSettings
 from qa.query import Query, make_query
-from qa.ranker import confidence_of, score_candidates
+from qa.ranker import rank, score_candidates
 from qa.settings import Settings, check_top_k
 
 log = logging.getLogger(__name__)
@@ -154,15 +154,14 @@ class Assistant:
     def choose(self, query: Query, index: Index, passages) -> Choice | None:
         """The sentence that answers best and the confidence that it does: the ranker's
         best, re-read by the reader when there is one; None without candidates."""
-        ranker = calibration.load()
-        candidates = score_candidates(query, index, passages, ranker,
-                                      self.settings.answer_passages)
-        if not candidates:
+        ranking = rank(query, index, passages, calibration.load(), self.settings.answer_passages)
+        if not ranking.candidates:
             return None
-        confidence = confidence_of(candidates, ranker)
         if self.reader is not None:
-            return self.reader.choose(query, index, passages, candidates, confidence)
-        return Choice(candidates[0].sentence, confidence, candidates[0].features)
+            return self.reader.choose(query, index, passages, ranking.candidates,
+                                      ranking.confidence)
+        best = ranking.candidates[0]
+        return Choice(best.sentence, ranking.confidence, best.features)
 
     def candidates(self, question: str) -> list[tuple[Sentence, tuple[float, ...]]]:
         """Every candidate sentence for a question with its feature values

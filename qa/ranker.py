@@ -51,6 +51,21 @@ def score_candidates(query: Query, index: Index, passages: list[Passage],
     return out
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """The candidates, best first, and the confidence that the best one answers."""
+
+    candidates: list[Candidate]
+    confidence: float
+
+
+def rank(query: Query, index: Index, passages: list[Passage], calibration: Calibration,
+         n_passages: int) -> Ranking:
+    """`score_candidates` and the calibrated confidence in the best of them."""
+    candidates = score_candidates(query, index, passages, calibration, n_passages)
+    return Ranking(candidates, confidence_of(candidates, calibration))
+
+
 def margin(candidates: list[Candidate]) -> float:
     """The best candidate's logit minus the runner-up's (0..MAX_MARGIN)."""
     if not candidates:
