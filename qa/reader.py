@@ -210,10 +210,14 @@ def interpret(window: Window, token_logits: np.ndarray, null_logit: float) -> Wi
 
 class Reader:
     """A trained reader loaded from its folder (tokenizer.json, reader.json and the ONNX
-    model). Thread-safe; `threads` cores per forward pass."""
+    model). Thread-safe. Each window is one forward pass on one thread (int8 activations
+    are quantised per batch, so a window's figures never depend on other windows); up to
+    `workers` windows run side by side (default: the cores this process may use)."""
 
     def __init__(self, folder: Path | str = READER_DIR, *, fp32: bool = False,
-                 threads: int = 1) -> None:
+                 workers: int | None = None) -> None:
+        import os
+
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -232,8 +236,15 @@ class Reader:
                 f"reads {FORMAT}: retrain it with `qa reader train` or set QA_READER=off")
         self.max_tokens = int(self.meta.get("max_tokens", MAX_TOKENS))
         self.pieces = Pieces(load_tokenizer(self.folder / TOKENIZER_FILE))
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cores = os.cpu_count() or 1
+        self.workers = max(1, workers or cores)
+        self._pool = None
+        self._pool_lock = threading.Lock()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -244,14 +255,23 @@ class Reader:
     def encode(self, question: str, sentences: Sequence[str]) -> Window:
         return encode_window(self.pieces, question, sentences, self.max_tokens)
 
+    def _one(self, w: Window) -> tuple[np.ndarray, float]:
+        tok, null = self.session.run(["token_logits", "null_logit"], batch_arrays([w]))
+        return tok[0, : len(w.ids)], float(null[0])
+
     def run(self, windows: Sequence[Window]) -> list[tuple[np.ndarray, float]]:
-        """Raw outputs per window: (token logits (len, 3), no-answer logit). Each window
-        runs as its own batch of one, so its figures never depend on its batch-mates."""
-        out = []
-        for w in windows:
-            tok, null = self.session.run(["token_logits", "null_logit"], batch_arrays([w]))
-            out.append((tok[0, : len(w.ids)], float(null[0])))
-        return out
+        """Raw outputs per window: (token logits (len, 3), no-answer logit), in order."""
+        if self.workers == 1 or len(windows) < 2:
+            return [self._one(w) for w in windows]
+        with self._pool_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="reader")
+        # longest first, so the last window to finish is a short one
+        order = sorted(range(len(windows)), key=lambda i: -len(windows[i].ids))
+        futures = {i: self._pool.submit(self._one, windows[i]) for i in order}
+        return [futures[i].result() for i in range(len(windows))]
 
     def read(self, question: str, windows: Sequence[Sequence[str]]) -> list[WindowReading]:
         """Read `question` with each window of consecutive sentences."""
