@@ -8,12 +8,12 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 # Regression gate on the seeds question set, at least three questions below the figures
-# measured (docs/benchmarks.md: 75/97 right, 93/97 hit@5, 17/27 abstained, 15/97 false
-# abstentions with the ranker alone).
+# measured with the shipped reader (docs/benchmarks.md, 2026-12-01: 77/97 right, 93/97
+# hit@5, 18/27 abstained, 13/97 false abstentions).
 # int8 kernels compute the same integers on every x86-64 CPU, so the figures do not move
 # with the machine; the margin absorbs float rounding in the parts that stay fp32.
-EVAL_GATE := --fail-under accuracy_at_1=0.74 --fail-under hit_at_5=0.92 \
-             --fail-under abstain_unanswerable=0.42 --fail-under false_abstention=0.19 \
+EVAL_GATE := --fail-under accuracy_at_1=0.76 --fail-under hit_at_5=0.92 \
+             --fail-under abstain_unanswerable=0.55 --fail-under false_abstention=0.17 \
              --fail-under citations_verbatim=1.0
 
 .PHONY: install browser run index test lint eval bench clean help
@@ -48,8 +48,16 @@ index: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install browser lint
-	QA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
+# The cluster tests (tests/test_cluster*.py) need the [ray] extra: installed here, not by
+# `make install`.
+RAY_STAMP := $(VENV)/.ray-stamp
+
+$(RAY_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	touch $@
+
+test: install browser lint $(RAY_STAMP)
+	QA_REQUIRE_BROWSER=1 QA_REQUIRE_RAY=1 $(BIN)/python -m pytest
 	$(BIN)/qa eval benchmarks/questions/seeds.jsonl --out out/eval-seeds $(EVAL_GATE)
 
 eval: install

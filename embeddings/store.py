@@ -10,7 +10,9 @@ Layout of an index folder::
         chunks.jsonl           one line per chunk: source, start, end, tokens, sentences, text
         sentences.jsonl        one line per sentence: source, start, end, text
         vectors.faiss          FAISS index of the chunk vectors (inner product = cosine):
-                               exact (IndexFlatIP), or IVF-Flat above APPROXIMATE_ABOVE
+                               exact (IndexFlatIP), IVF-Flat above APPROXIMATE_ABOVE,
+                               IVF-PQ above COMPRESS_ABOVE (then also chunk_vectors.npy,
+                               the exact float32 vectors, memory-mapped to re-rank)
         sentence_vectors.npy   float32 (n_sentences, dim), unit length
         bm25/                  bm25s files (json + npy) over the chunk texts
       .lock                    held by a running `qa index`
@@ -36,6 +38,15 @@ import numpy as np
 
 from embeddings import files
 from embeddings.chunking import Chunk, Sentence
+from embeddings.compressed import (  # noqa: F401  (store.ivfpq_shape etc.)
+    COMPRESS_ABOVE,
+    EXACT_FILE,
+    PQ_BYTES,
+    Reranked,
+    ivfpq,
+    ivfpq_shape,
+    load_exact,
+)
 from embeddings.encoder import DEFAULT_BACKEND
 from embeddings.errors import Busy, Unusable
 from embeddings.lexical import BM25
@@ -47,6 +58,9 @@ LOCK = ".lock"
 # search costs ~0.12 ms per 1,000 vectors per question here (11.6 ms at 100k, ~125 ms at
 # 1M), IVF-Flat ~2 ms at 1M with recall@10 >= 0.99 (docs/benchmarks.md, vector_scale.py).
 APPROXIMATE_ABOVE = 100_000
+# Above COMPRESS_ABOVE the store compresses them: IVF-PQ codes in memory (PQ_BYTES a
+# vector), the exact vectors memory-mapped to re-rank the codes' top candidates
+# (embeddings/compressed.py, measured at 10 M in docs/cluster.md).
 
 
 class IndexUnusable(Unusable):
@@ -177,10 +191,15 @@ def ivf_shape(n: int) -> tuple[int, int]:
 
 
 def vector_index(vectors: np.ndarray, dim: int,
-                 approximate_above: int = APPROXIMATE_ABOVE) -> tuple[object, dict]:
+                 approximate_above: int = APPROXIMATE_ABOVE,
+                 compress_above: int = COMPRESS_ABOVE) -> tuple[object, dict]:
     """A FAISS inner-product index over `vectors` (n, dim) float32 unit rows, and its
     description for the manifest: exact IndexFlatIP up to `approximate_above` vectors,
-    IVF-Flat (`ivf_shape`, k-means on at most 64 vectors per list, seeded) above."""
+    IVF-Flat (`ivf_shape`, k-means on at most 64 vectors per list, seeded) above, and
+    IVF-PQ (`ivfpq_shape`, trained the same way) above `compress_above`.
+
+    IVF-PQ is a plain faiss.IndexIVFPQ (no OPQ rotation in front); `write_index` keeps
+    the exact vectors beside it (compressed.EXACT_FILE) for the loader's re-ranking."""
     import faiss
 
     n = len(vectors)
@@ -189,19 +208,26 @@ def vector_index(vectors: np.ndarray, dim: int,
         if n:
             index.add(vectors)
         return index, {"type": "flat"}
-    nlist, nprobe = ivf_shape(n)
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if n > compress_above:
+        index, kind = ivfpq(dim, n)
+        nlist, nprobe = kind["lists"], kind["probes"]
+    else:
+        nlist, nprobe = ivf_shape(n)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
+                                   faiss.METRIC_INNER_PRODUCT)
+        kind = {"type": "ivf-flat", "lists": nlist, "probes": nprobe}
     index.cp.niter = 10
     index.cp.seed = 1
     sample = np.random.default_rng(1).choice(n, min(n, 64 * nlist), replace=False)
     index.train(vectors[np.sort(sample)])
     index.add(vectors)
     index.nprobe = nprobe
-    return index, {"type": "ivf-flat", "lists": nlist, "probes": nprobe}
+    return index, kind
 
 
 def write_index(index_dir: Path, data: IndexData, bm25: BM25,
-                approximate_above: int = APPROXIMATE_ABOVE) -> Path:
+                approximate_above: int = APPROXIMATE_ABOVE,
+                compress_above: int = COMPRESS_ABOVE) -> Path:
     """Write `data` as a new generation and make it the live one; return its folder.
 
     Call only while holding the lock. The previous generation stays live until the
@@ -226,9 +252,12 @@ def write_index(index_dir: Path, data: IndexData, bm25: BM25,
         for s in data.sentences))
     checkpoint("wrote-sentences")
     vectors, kind = vector_index(data.chunk_vectors, data.manifest["dimension"],
-                                 approximate_above)
+                                 approximate_above, compress_above)
     data.manifest["vector_index"] = kind
     faiss.write_index(vectors, str(tmp / "vectors.faiss"))
+    if kind["type"] == "ivf-pq":
+        with files.synced(tmp / EXACT_FILE, "wb") as f:
+            np.save(f, data.chunk_vectors, allow_pickle=False)
     checkpoint("wrote-vectors")
     with files.synced(tmp / "sentence_vectors.npy", "wb") as f:
         np.save(f, data.sentence_vectors, allow_pickle=False)
@@ -326,11 +355,17 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
         sentences = tuple(Sentence(r["source"], r["start"], r["end"], r["text"])
                           for r in _read_jsonl(gen / "sentences.jsonl"))
         vectors = faiss.read_index(str(gen / "vectors.faiss"))
-        if isinstance(vectors, faiss.IndexIVF):
+        compressed = manifest.get("vector_index", {}).get("type") == "ivf-pq"
+        if compressed:  # codes in memory; exact vectors (and sentences') memory-mapped
+            vectors.nprobe = int(manifest["vector_index"]["probes"])
+            vectors = Reranked(vectors, load_exact(gen),
+                               int(manifest["vector_index"].get("rerank", 200)))
+        elif isinstance(vectors, faiss.IndexIVF):
             vectors.nprobe = int(manifest.get("vector_index", {}).get("probes",
                                                                       vectors.nprobe))
             vectors.make_direct_map()  # so reconstruct_n below works
-        sentence_vectors = np.load(gen / "sentence_vectors.npy", allow_pickle=False)
+        sentence_vectors = np.load(gen / "sentence_vectors.npy", allow_pickle=False,
+                                   mmap_mode="r" if compressed else None)
         bm25 = BM25.load(gen / "bm25")
     except IndexUnusable:
         raise
@@ -358,8 +393,11 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
             f"index at {index_dir} is inconsistent ({'; '.join(problems)}); "
             f"{rebuild_hint(index_dir)}"
         )
-    chunk_vectors = (vectors.reconstruct_n(0, vectors.ntotal) if vectors.ntotal
-                     else np.zeros((0, dim), dtype=np.float32))
+    if compressed:
+        chunk_vectors = vectors.exact
+    else:
+        chunk_vectors = (vectors.reconstruct_n(0, vectors.ntotal) if vectors.ntotal
+                         else np.zeros((0, dim), dtype=np.float32))
     data = IndexData(manifest, documents, chunks, sentences,
                      np.ascontiguousarray(chunk_vectors, dtype=np.float32),
                      np.ascontiguousarray(sentence_vectors, dtype=np.float32), gen)

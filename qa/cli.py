@@ -37,6 +37,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
 
 
+def _ray_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help=f"{what}. ADDRESS as ray.init takes it ('auto', HOST:PORT, "
+                        "ray://...); without it $RAY_ADDRESS, else a local Ray. Needs "
+                        "pip install -e '.[ray]'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qa",
@@ -54,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-tokens", type=int, metavar="N", help="target chunk size (tokens)")
     p.add_argument("--chunk-overlap", type=int, metavar="N", help="chunk overlap (tokens)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _ray_options(p, "build on a Ray cluster (Ray Data), as N shards; docs/cluster.md")
+    p.add_argument("--shards", type=int, metavar="N",
+                   help="with --ray: shards to write (default: QA_SHARDS, else one per "
+                        "256 MB of corpus)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer one question with citations",
@@ -72,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    _ray_options(p, "serve from a Ray cluster (Ray Serve: a deployment per shard, "
+                    "answerer replicas behind its proxy); docs/cluster.md")
+    p.add_argument("--replicas", type=int, default=2, metavar="N",
+                   help="with --ray: answerer replicas (default 2)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="score the assistant on a question set",
@@ -184,6 +199,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     from qa.engine import ensure_index
 
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
+    if args.ray is not None:
+        from qa.cluster.build import build_on_ray
+
+        if args.shards is not None and args.shards < 1:
+            raise ValueError("--shards must be at least 1")
+        print(f"indexing {settings.corpus} -> {settings.index_dir} on Ray", file=sys.stderr)
+        report = build_on_ray(settings, address=args.ray or None, shards=args.shards,
+                              rebuild=args.rebuild, progress=not args.quiet)
+        print(report.summary())
+        return 0
     # a missing corpus is reported first, before any "indexing" line or folder
     surveyed = survey(settings.corpus, settings.index_dir, settings.index_config(),
                       settings.exclude)
@@ -248,6 +273,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from qa.cluster.serve import serve_on_ray
+
+        if args.replicas < 1:
+            raise ValueError("--replicas must be at least 1")
+        serve_on_ray(_settings(args), address=args.ray or None, host=args.host,
+                     port=args.port, replicas=args.replicas)
+        return 0
     from qa.api import serve
 
     serve(_settings(args), host=args.host, port=args.port)

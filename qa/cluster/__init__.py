@@ -1,0 +1,74 @@
+"""Past one machine: build the index with Ray Data and answer with Ray Serve.
+
+    pip install -e '.[ray]'
+    qa index --ray [ADDRESS]     # read, chunk and embed on the cluster; write N shards
+    qa serve --ray [ADDRESS]     # shard deployments + answerer replicas behind Serve's proxy
+
+Modules (docs/cluster.md):
+
+- `lexicon`: BM25 with corpus-wide statistics, so a shard scores its chunks exactly as
+  one index over the whole corpus would (no Ray).
+- `shards`: the sharded index folder (a top manifest naming N shards, each a complete
+  index folder of today's format), how sources are split, and its atomic switch (no Ray).
+- `reader`: `ShardReader`, one shard in memory answering `rank` / `rows` / `quote`
+  calls in global ids (no Ray).
+- `view`: `ShardedIndex`, what `qa.index.Index` offers the answerer, over shard
+  clients (a `ShardReader` in this process, or a Ray Serve handle) (no Ray).
+- `stages`: the Ray Data stages as plain functions and the embedding actor class (no Ray).
+- `build`: `build_on_ray`, the driver: the Ray Data pipeline over `stages`, the shard
+  tasks, the top manifest and the switch.
+- `serve`: `serve_on_ray`, the Ray Serve application.
+
+Nothing here imports Ray at module level except `serve` (`build` at call time), and the CLI imports
+those only for `--ray`; `connect` says how to install the extra when Ray is missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from qa.errors import Unusable
+
+INSTALL_HINT = "install the cluster extra: pip install -e '.[ray]'"
+
+
+class RayMissing(Unusable):
+    """`--ray` was asked for but Ray is not installed."""
+
+
+def require_ray():
+    """The `ray` module, or RayMissing naming the install command."""
+    try:
+        import ray
+    except ImportError:
+        raise RayMissing(f"Ray is not installed; {INSTALL_HINT}") from None
+    return ray
+
+
+def runtime_env(extra: dict | None = None) -> dict:
+    """The runtime_env every task and actor of ours runs in: the QA_* settings of this
+    process (QA_HOME above all: where the ONNX export is cached), so workers read the
+    same settings as the driver. The code itself is the installed package on every node
+    (the same `pip install -e '.[ray]'`); add `py_modules`/`working_dir` through `extra`
+    (or RAY_RUNTIME_ENV-style job config) for nodes that lack it."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("QA_")}
+    out = {"env_vars": env}
+    for key, value in (extra or {}).items():
+        if key == "env_vars":
+            out["env_vars"] = {**env, **value}
+        else:
+            out[key] = value
+    return out
+
+
+def connect(address: str | None = None, **init_args):
+    """Connect to a Ray cluster the way Ray does it: `address` ("auto", "ray://...",
+    "HOST:PORT"), else $RAY_ADDRESS, else a local Ray started for this process.
+    Idempotent; returns the `ray` module."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False,
+             include_dashboard=False if address is None else None, **init_args)
+    return ray

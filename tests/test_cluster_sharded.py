@@ -1,0 +1,133 @@
+"""The sharded index without Ray: a seeds index written as 3 shards (qa.cluster.shards
+.reshard) answers exactly as the single index does. BM25 scores bit for bit (corpus-wide
+statistics, qa.cluster.lexicon), the same chunks, sentences and vectors under the same
+global numbers, the same passages from `ShardedIndex.search`, and the same answer object
+for every question of the seeds question set."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from embeddings.lexical import tokenize
+from qa.cluster import shards as layout
+from qa.cluster.view import ShardedAssistant, ShardedIndex
+
+QUESTIONS = [json.loads(line)["question"] for line in
+             (ROOT / "benchmarks/questions/seeds.jsonl").read_text().splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def sharded(seeds_assistant, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sharded-seeds")
+    layout.reshard(seeds_assistant.index.data, folder, 3)
+    return ShardedIndex.open_local(folder)
+
+
+def test_split_is_contiguous_balanced_and_never_empty():
+    sizes = [(f"{i:03d}.txt", 100 + i) for i in range(10)]
+    runs = layout.split(sizes, 3)
+    assert [s for r in runs for s in r] == [s for s, _ in sizes]
+    assert len(runs) == 3 and all(runs)
+    assert layout.split(sizes[:2], 5) == [["000.txt"], ["001.txt"]]
+    assert layout.split([("a", 10**9), ("b", 1), ("c", 1)], 3) == [["a"], ["b"], ["c"]]
+
+
+def test_the_shards_hold_the_single_index_rows_in_order(seeds_assistant, sharded):
+    single = seeds_assistant.index
+    assert len(sharded.clients) == 3
+    assert len(sharded.chunks) == len(single.chunks)
+    assert len(sharded.sentences) == len(single.sentences)
+    assert list(sharded.chunks) == list(single.chunks)
+    assert list(sharded.sentences) == list(single.sentences)
+    assert np.array_equal(sharded.chunk_vectors[range(len(single.chunks))],
+                          single.chunk_vectors)
+    assert np.array_equal(sharded.sentence_vectors[range(len(single.sentences))],
+                          single.sentence_vectors)
+    assert sharded.documents == single.documents
+    assert sharded.manifest["files"] == single.manifest["files"]
+    assert sharded.manifest["counts"] == single.manifest["counts"]
+    for i in range(len(single.sentences)):
+        assert sharded.neighbours(i) == single.neighbours(i)
+        assert sharded.quote(i, min(i + 1, len(single.sentences) - 1)) == single.quote(
+            i, min(i + 1, len(single.sentences) - 1))
+
+
+def test_bm25_scores_and_idf_are_the_single_index_bit_for_bit(seeds_assistant, sharded):
+    single = seeds_assistant.index
+    for question in QUESTIONS:
+        tokens = tokenize(question)
+        whole = single.bm25.scores(tokens)
+        parts = np.concatenate([c.reader.index.bm25.scores(tokens) for c in sharded.clients])
+        assert whole.dtype == parts.dtype and np.array_equal(whole, parts), question
+    for token in single.bm25.vocab:
+        assert sharded.idf(token) == single.idf(token), token
+    assert sharded.idf("zzzunknown") == single.idf("zzzunknown") == 0.0
+    assert sharded.n_chunks == single.n_chunks
+
+
+def _passages(ps):
+    return [(p.source, p.start, p.end, p.text, p.score, p.chunk, p.also, p.dense, p.bm25,
+             p.also_chunks) for p in ps]
+
+
+def test_search_and_answers_are_the_single_index(seeds_assistant, sharded):
+    single = seeds_assistant
+    clustered = ShardedAssistant(single.settings, single.model, sharded, single.reader)
+    for question in QUESTIONS:
+        q = single.query(question)
+        assert _passages(sharded.search(q, single.search_settings, 5)) == _passages(
+            single.index.search(q, single.search_settings, 5)), question
+        a, b = single.ask(question), clustered.ask(question)
+        da, db = a.to_dict(), b.to_dict()
+        da.pop("timings_ms"), db.pop("timings_ms")
+        assert da == db, question
+
+
+def test_a_plain_index_is_one_shard(seeds_assistant):
+    view = ShardedIndex.open_local(seeds_assistant.settings.index_dir)
+    single = seeds_assistant.index
+    assert len(view.clients) == 1 and len(view.chunks) == len(single.chunks)
+    q = seeds_assistant.query(QUESTIONS[0])
+    assert _passages(view.search(q)) == _passages(single.search(q))
+    assert [asdict(d) for d in view.documents] == [asdict(d) for d in single.documents]
+
+
+def test_a_reload_on_a_sharded_index_says_how_to_rebuild(seeds_assistant, sharded):
+    from qa.cluster.view import ClusterReloadUnavailable
+
+    clustered = ShardedAssistant(seeds_assistant.settings, seeds_assistant.model, sharded)
+    with pytest.raises(ClusterReloadUnavailable, match="qa index --ray"):
+        clustered.reload()
+
+
+def _ray_modules_after(imports: str) -> list[str]:
+    import subprocess
+    import sys
+
+    code = (f"import sys\n{imports}\n"
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_nothing_of_ray_is_imported_without_ray():
+    """`make install` has no Ray; with the extra installed, still nothing of it is imported
+    until --ray: the CLI, the engine, the API and every cluster module but serve."""
+    assert _ray_modules_after(
+        "import qa.cli, qa.engine, qa.api, qa.index, embeddings.store, embeddings.indexer\n"
+        "import qa.cluster, qa.cluster.view, qa.cluster.reader, qa.cluster.shards\n"
+        "import qa.cluster.stages, qa.cluster.lexicon, qa.cluster.build\n"
+        "qa.cli.build_parser().parse_args(['index', '--ray', 'auto', '--shards', '2'])\n"
+        "qa.cli.build_parser().parse_args(['serve', '--ray'])") == []
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return
+    # the check can fail: with the extra, the Serve module does import Ray
+    assert "ray" in _ray_modules_after("import qa.cluster.serve")
