@@ -31,14 +31,19 @@ def main() -> int:
     p.add_argument("--windows", default="4")
     p.add_argument("--folds", type=int, default=4)
     p.add_argument("--out", type=Path, help="write the rows as JSON lines here")
+    p.add_argument("--meta", type=Path, help="reader.json with the run's training curve "
+                   "(default RUN/reader.json; of an export when the run stopped early)")
     args = p.parse_args()
-    meta = json.loads((args.run / "reader.json").read_text(encoding="utf-8"))
+    meta_file = args.meta or args.run / "reader.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
     seen = {c["examples"]: c for c in meta.get("curve", [])}
     points = sorted((int(re.search(r"(\d+)", f.stem).group(1)), f)
                     for f in (args.run / "checkpoints").glob("examples-*.pt"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for mark, ckpt in [*points, (max(seen), None)]:
+        # the final model too, unless the run stopped before writing it
+        final = [(max(seen), None)] if seen and (args.run / "model-int8.onnx").is_file() else []
+        for mark, ckpt in [*points, *final]:
             folder = args.run if ckpt is None else Path(tmp) / f"ck{mark}"
             if ckpt is not None:
                 subprocess.run([sys.executable, "-m", "qa.cli", "reader", "export", str(ckpt),

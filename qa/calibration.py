@@ -139,11 +139,19 @@ def save(calibration: Calibration, path: Path = CALIBRATION_FILE) -> None:
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, weights: np.ndarray, l2: float = 1e-3,
-                 steps: int = 3000) -> np.ndarray:
+                 steps: int = 3000, standardize: bool = False) -> np.ndarray:
     """Weighted logistic regression by gradient descent; returns weights, bias last.
 
     `weights` (one per example) are rescaled so that the two classes weigh the same.
+    With `standardize`, the descent runs on z-scored columns (it converges on features of
+    unlike scales) and the weights returned apply to the raw ones.
     """
+    if standardize:
+        mu, sd = X.mean(axis=0), X.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        w = fit_logistic((X - mu) / sd, y, weights, l2, steps)
+        raw = w[:-1] / sd
+        return np.r_[raw, w[-1] - float(mu @ raw)]
     Xb = np.hstack([X, np.ones((len(X), 1))])
     w = np.zeros(Xb.shape[1])
     pos = weights[y == 1].sum() / weights.sum()

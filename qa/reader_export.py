@@ -218,7 +218,8 @@ def write_card(out: Path, evaluation: str = "") -> None:
         f"{cfg['head_lr']}), {cfg['epochs']} epoch(s), {meta['threads']} CPU threads. "
         f"Wall time: training {meta['train_seconds'] / 60:.0f} min, "
         f"with export {meta.get('total_seconds', meta['train_seconds']) / 60:.0f} min. "
-        f"Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", "",
+        f"Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        *([f"Note: {meta['stopped']}."] if meta.get("stopped") else []), "",
         "## Figures on the held-out windows (learning curve)", "",
         "| training windows | questions | answer sentence first | no-answer first "
         "(negative windows) | span exact | minutes |", "|---|---|---|---|---|---|",
@@ -235,7 +236,12 @@ def write_card(out: Path, evaluation: str = "") -> None:
 
 
 def ship(out: Path, dest: Path) -> None:
-    """Copy what the product loads (int8 model, tokenizer, reader.json, card) to dest."""
+    """Copy what the product loads (int8 model, tokenizer, reader.json, stack.json, card)
+    to dest."""
+    from qa.reading import STACK_FILE
+
     dest.mkdir(parents=True, exist_ok=True)
-    for name in (MODEL_FILE, TOKENIZER_FILE, META_FILE, "README.md"):
+    for name in (MODEL_FILE, TOKENIZER_FILE, META_FILE, "README.md", STACK_FILE):
+        if name == STACK_FILE and not (out / name).is_file():
+            continue
         shutil.copyfile(out / name, dest / name)

@@ -70,7 +70,8 @@ class Settings:
     corroborate_similarity: float = 0.75  # cosine above which a sentence states the same fact
     max_question_chars: int = 1000
     reader: str = "auto"  # auto (the shipped reader) | off (the ranker decides) | a folder
-    reader_windows: int = 4  # top ranker candidates the reader reads, each with neighbours
+    reader_windows: int = 2  # top ranker candidates the reader reads, each with neighbours
+    # (2: the best point of the accuracy-latency curve, docs/benchmarks.md)
     api_concurrency: int | None = None  # questions the server answers at once; None: cores
     exclude: tuple[str, ...] = field(default=())  # corpus-relative paths left out
 

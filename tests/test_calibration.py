@@ -74,3 +74,17 @@ def test_file_roundtrip_and_stale_files(tmp_path):
 def test_the_shipped_calibration_loads():
     cal = C.load()
     assert len(cal.weights) == len(FEATURES) and 0 < cal.threshold < 1
+
+
+def test_standardized_fit_gives_weights_for_the_raw_columns():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(float)
+    scale = np.array([1000.0, 0.001])  # columns of unlike scales
+    w_raw = C.fit_logistic(X * scale, y, np.ones(len(y)), standardize=True)
+    w_unit = C.fit_logistic(X, y, np.ones(len(y)), standardize=True)
+    # the same model, expressed for the scaled columns
+    assert np.allclose(w_raw[:-1] * scale, w_unit[:-1], rtol=1e-6)
+    assert abs(w_raw[-1] - w_unit[-1]) < 1e-6
+    p = 1 / (1 + np.exp(-((X * scale) @ w_raw[:-1] + w_raw[-1])))
+    assert ((p > 0.5) == (y == 1)).mean() > 0.95

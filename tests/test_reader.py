@@ -77,3 +77,44 @@ def test_a_missing_reader_folder_names_the_fix(tmp_path):
     (tmp_path / R.TOKENIZER_FILE).write_text("{}")
     with pytest.raises(R.ReaderUnusable, match="retrain"):
         R.Reader(tmp_path)
+
+
+# What the shipped int8 reader may differ from its fp32 export on the probes, in logits
+# (sentence score against no answer). Measured at export: see reader.json "checks"; the
+# bound keeps a margin above it, and any CPU whose int8 kernels drift shows up here.
+INT8_TOLERANCE = 0.6
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from qa.reader import READER_DIR
+
+    if not (READER_DIR / R.MODEL_FILE).is_file():
+        pytest.fail(f"no shipped reader in {READER_DIR}: the package data is incomplete")
+    return R.Reader(READER_DIR, workers=1)
+
+
+def test_shipped_int8_reader_matches_its_fp32_outputs_on_the_probes(shipped):
+    from qa.reader_export import PROBES
+
+    probes = shipped.meta["probes"]
+    assert [p["question"] for p in probes] == [q for q, _ in PROBES]
+    assert shipped.meta["checks"]["int8_vs_fp32"] <= INT8_TOLERANCE
+    for p, (question, sentences) in zip(probes, PROBES, strict=True):
+        result = shipped.read(question, [sentences])[0]
+        fp32 = np.array(p["fp32"]["sentences"]) - p["fp32"]["null"]
+        int8 = np.array([s.score for s in result.sentences])
+        assert np.abs(int8 - fp32).max() <= INT8_TOLERANCE, p["question"]
+        # the same decisions: the same best sentence, and the same side of "no answer"
+        # wherever fp32 is not within the tolerance of a tie
+        assert int(np.argmax(int8)) == int(np.argmax(fp32)), p["question"]
+        for a, b in zip(int8, fp32, strict=True):
+            if abs(b) > INT8_TOLERANCE:
+                assert (a > 0) == (b > 0), p["question"]
+
+
+def test_shipped_reader_has_7_bit_weights_so_every_cpu_computes_the_same_integers():
+    from embeddings.onnx_export import int8_weight_range
+    from qa.reader import READER_DIR
+
+    assert int8_weight_range(READER_DIR / R.MODEL_FILE) <= 64
