@@ -131,3 +131,38 @@ def test_nothing_of_ray_is_imported_without_ray():
         return
     # the check can fail: with the extra, the Serve module does import Ray
     assert "ray" in _ray_modules_after("import qa.cluster.serve")
+
+
+@pytest.mark.parametrize("point", ["wrote-vectors", "wrote-top-manifest", "top-renamed",
+                                   "top-switched"])
+def test_a_sharded_build_killed_midway_leaves_the_last_good_index(seeds_assistant, tmp_path,
+                                                                 point):
+    """A sharded build SIGKILLed inside a shard's write or around the top switch (the one
+    `qa index --ray` makes, qa.cluster.shards.switch): the previous index stays live and
+    whole, or (killed after the switch) the new one is; the next build cleans up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from embeddings import store
+
+    folder = tmp_path / "index"
+    single = seeds_assistant.index
+    layout.reshard(single.data, folder, 2)
+    before = store.current_generation(folder)
+    code = ("from embeddings import store\nfrom qa.cluster import shards\n"
+            f"data, _, _ = store.load_index({str(seeds_assistant.settings.index_dir)!r})\n"
+            f"shards.reshard(data, {str(folder)!r}, 3)\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120,
+                         env={**os.environ, "QA_FAULT_POINT": point})
+    assert run.returncode == -signal.SIGKILL
+    view = ShardedIndex.open_local(folder)
+    switched = point == "top-switched"
+    assert (store.current_generation(folder) == before) is not switched
+    assert len(view.clients) == (3 if switched else 2)
+    assert list(view.chunks) == list(single.chunks)
+    assert len([p for p in folder.iterdir() if p.name.startswith("gen-")]) >= 2  # leftovers
+    layout.reshard(single.data, folder, 3)
+    assert [p.name for p in folder.iterdir() if p.name.startswith("gen-")] == [
+        store.current_generation(folder).name]

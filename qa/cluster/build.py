@@ -186,7 +186,7 @@ def _build(ray, settings, corpus: Path, index_dir: Path, config: IndexConfig, li
         meta = ds.take_all()
     hashed = {m["source"]: m["sha256"] for m in meta}
     keep = {m["source"] for m in meta if m["kept"]}
-    store.checkpoint("embedded")
+    store.checkpoint("ray-embedded")
     read = {m["source"]: m for m in meta if not m["skipped"] and not m["kept"]}
     skipped = sum(1 for m in meta if m["skipped"])
     if not keep and not read:
@@ -233,7 +233,7 @@ def _build(ray, settings, corpus: Path, index_dir: Path, config: IndexConfig, li
     lexicon_ref = ray.put(lexicon)
     summaries = ray.get([write_task.remote(p, dim, identity, lexicon_ref,
                                            settings.approximate_above) for p in plans])
-    store.checkpoint("wrote-bm25")
+    store.checkpoint("ray-wrote-shards")
     # staged folders were named for the runs; a shard left empty shifts the folder names
     shutil.rmtree(staging, ignore_errors=True)
     seconds = time.perf_counter() - began

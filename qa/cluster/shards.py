@@ -158,17 +158,17 @@ def switch(index_dir: Path, tmp: Path, manifest: dict) -> Path:
     superseded generations. Returns the live folder."""
     with files.synced(tmp / TOP_NAME, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False)
-    store.checkpoint("wrote-manifest")
+    store.checkpoint("wrote-top-manifest")
     files.fsync_dir(tmp)
     final = tmp.with_name(tmp.name[: -len(".tmp")])
     os.rename(tmp, final)
-    store.checkpoint("renamed")
+    store.checkpoint("top-renamed")
     link = Path(index_dir) / f".current-{os.getpid()}"
     link.unlink(missing_ok=True)
     os.symlink(final.name, link)
     os.replace(link, Path(index_dir) / store.CURRENT)
     files.fsync_dir(index_dir)
-    store.checkpoint("switched")
+    store.checkpoint("top-switched")
     store.clean_leftovers(Path(index_dir))
     return final
 
