@@ -43,7 +43,7 @@ NOT_ANSWERED = "The documents don't answer this question."
 EXAMPLES = (
     "Does the US support Taiwan independence?",
     "Who declined to meet Lloyd Austin?",
-    "How much was the foreign aid package?",
+    "When did Blinken arrive in China?",
     "What did Blinken say about North Korea?",
 )
 CONTEXT_CHARS = 320  # passage text shown on each side of a quote, at most
