@@ -21,7 +21,8 @@ It measures, in this order:
    of Answer.timings_ms (encode, retrieve, answer, total) on seeds/
    (benchmarks/questions/seeds.jsonl, cycled up to --questions) and on the corpus
    (headline questions "What happened: <first line>?", as benchmarks/soak.py makes them).
-   Targets: seeds p50 <= 15 ms, p95 <= 30; bbc-news p50 <= 25, p95 <= 50.
+   Targets (with the reader): p50 <= 50 ms, p95 <= 120 on seeds and on bbc-news
+   (the ranker alone, QA_READER=off: seeds 15 / 30, bbc-news 25 / 50).
 4. a bare reference on the same questions and index, timed per question: exact FAISS
    search (IndexFlatIP over the same chunk vectors, one thread, k = the answerer's
    candidates, 30) plus bm25s' own top-30 retrieval on the index's BM25, given the
@@ -81,9 +82,10 @@ from speed_common import (  # noqa: E402
 SEEDS = ROOT / "seeds"
 SEED_QUESTIONS = ROOT / "benchmarks" / "questions" / "seeds.jsonl"
 STAGES = ("encode", "retrieve", "answer", "total")
-TARGETS = {  # docs/benchmarks.md; the build, update and bbc figures are for all of bbc-news
-    "build_s": 120.0, "incremental_s": 5.0, "seeds_p50_ms": 15.0, "seeds_p95_ms": 30.0,
-    "bbc_p50_ms": 25.0, "bbc_p95_ms": 50.0, "http_overhead_ms": 5.0, "rss_mb": 1536.0,
+TARGETS = {  # docs/benchmarks.md; the build, update and bbc figures are for all of bbc-news.
+    # Answering targets with the reader (issue 10; without it they were 15 / 30 and 25 / 50)
+    "build_s": 120.0, "incremental_s": 5.0, "seeds_p50_ms": 50.0, "seeds_p95_ms": 120.0,
+    "bbc_p50_ms": 50.0, "bbc_p95_ms": 120.0, "http_overhead_ms": 5.0, "rss_mb": 1536.0,
     "cold_start_s": 3.0,
 }
 

@@ -32,21 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.errors import BadInput
-
-# The export and qa_home moved to embeddings.onnx_export and embeddings.files; the names
-# marked F401 stay importable from here (qa/ imports them from embeddings.encoder).
-from embeddings.files import qa_home  # noqa: F401
-from embeddings.onnx_export import (
-    EXPORT_FORMAT,  # noqa: F401
-    MODEL_FILES,
-    TOKENIZER_FILE,
-    ensure_export,
-    fuse_transformer,  # noqa: F401
-    int8_weight_range,  # noqa: F401
-    model_folder,  # noqa: F401
-    quiet_logging,  # noqa: F401
-    transformer_folder,  # noqa: F401
-)
+from embeddings.onnx_export import MODEL_FILES, TOKENIZER_FILE, ensure_export
 from embeddings.pooling import TokenEmbeddings, mean_pool
 
 log = logging.getLogger(__name__)

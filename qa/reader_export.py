@@ -95,7 +95,7 @@ def export(net, source: Path, out: Path, summary: dict) -> None:
 
     import torch
 
-    from embeddings.onnx_export import fuse_transformer
+    from embeddings.onnx_convert import fuse_transformer
 
     net.eval()
     shutil.copyfile(source / TOKENIZER_FILE, out / TOKENIZER_FILE)
@@ -170,7 +170,7 @@ def quantize_int8(fp32: Path, dst: Path) -> None:
     AVX-512 and AVX-512 VNNI compute the same integers."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from embeddings.onnx_export import quiet_logging
+    from embeddings.onnx_convert import quiet_logging
 
     with quiet_logging(logging.WARNING):
         quantize_dynamic(str(fp32), str(dst), weight_type=QuantType.QInt8, per_channel=True,

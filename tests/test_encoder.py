@@ -201,12 +201,3 @@ def test_load_encoder_caches_and_auto_picks_int8_onnx(onnx_encoders, torch_encod
 
 def test_one_torch_encoder_per_model_whatever_the_thread_settings(torch_encoder):
     assert enc.load_encoder(MODEL, "torch", threads=1, parallel="ops") is torch_encoder
-
-
-def test_moved_names_are_still_importable_from_the_encoder():
-    from embeddings import files
-
-    for name in ("EXPORT_FORMAT", "model_folder", "transformer_folder", "fuse_transformer",
-                 "quiet_logging", "int8_weight_range", "ensure_export"):
-        assert getattr(enc, name) is getattr(onnx_export, name)
-    assert enc.qa_home is files.qa_home

@@ -1,5 +1,5 @@
-"""embeddings/onnx_export.py: the export cache (naming, reuse, repair, concurrency), the
-int8 file's 7-bit weights, and export failures reported with their fix."""
+"""embeddings/onnx_export.py and onnx_convert.py: the export cache (naming, reuse, repair,
+concurrency), the int8 file's 7-bit weights, and export failures reported with their fix."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from embeddings import files
 from embeddings import onnx_export as ox
 from embeddings.encoder import OnnxEncoder
 from embeddings.errors import Unusable
+from embeddings.onnx_convert import int8_weight_range
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["The Bank of England raised interest rates by a quarter of a point on Thursday.",
@@ -71,9 +72,9 @@ def test_export_dir_names_model_and_weights_hash(home):
 def test_int8_weights_fit_in_7_bits_so_every_cpu_computes_the_same(export_home):
     """Full 8-bit weights saturate AVX2's integer kernel (see test_int8_kernels.py)."""
     (model,) = export_home.glob("models/*/model-int8.onnx")
-    assert 32 < ox.int8_weight_range(model) <= 64
+    assert 32 < int8_weight_range(model) <= 64
     meta = json.loads((model.parent / "encoder.json").read_text())
-    assert meta["checks"]["int8_weight_range"] == ox.int8_weight_range(model)
+    assert meta["checks"]["int8_weight_range"] == int8_weight_range(model)
 
 
 def test_second_load_reuses_the_export(home, monkeypatch):
@@ -113,8 +114,8 @@ def test_missing_files_are_reexported(home, monkeypatch):
     (folder / "model-int8.onnx").unlink()
     (folder / "tokenizer.json").write_text("{not json")
     calls = []
-    real = ox._export_fp32
-    monkeypatch.setattr(ox, "_export_fp32", lambda *a: calls.append(a) or real(*a))
+    real = ox.export_fp32
+    monkeypatch.setattr(ox, "export_fp32", lambda *a: calls.append(a) or real(*a))
     got, meta = ox.ensure_export(MODEL, "onnx-int8")
     assert calls == []  # the intact fp32 model was kept: only int8 and the tokenizer redone
     assert (folder / "model.onnx").stat().st_mtime_ns == fp32_stamp
@@ -192,7 +193,7 @@ def test_a_failing_export_is_unusable_and_leaves_the_cache_clean(home, monkeypat
     def boom(*args):
         raise RuntimeError("torch.onnx.export crashed")
 
-    monkeypatch.setattr(ox, "_export_fp32", boom)
+    monkeypatch.setattr(ox, "export_fp32", boom)
     with pytest.raises(Unusable, match="crashed.*QA_ENCODER=torch"):
         ox.ensure_export(MODEL, "onnx")
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]

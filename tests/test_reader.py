@@ -114,7 +114,7 @@ def test_shipped_int8_reader_matches_its_fp32_outputs_on_the_probes(shipped):
 
 
 def test_shipped_reader_has_7_bit_weights_so_every_cpu_computes_the_same_integers():
-    from embeddings.onnx_export import int8_weight_range
+    from embeddings.onnx_convert import int8_weight_range
     from qa.reader import READER_DIR
 
     assert int8_weight_range(READER_DIR / R.MODEL_FILE) <= 64

@@ -58,7 +58,7 @@ The Elmstead village bakery won the regional bread prize on Saturday for its rye
 
 def test_rendered_answer_escapes_document_text(model, settings, tmp_path):
     from qa.engine import Assistant
-    from ui.app import render_answer, render_documents
+    from ui.render import render_answer, render_documents
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -80,7 +80,7 @@ def test_rendered_answer_shows_sources_in_context(seeds_assistant):
     import dataclasses
 
     from qa.answer import Citation
-    from ui.app import citation_context, render_answer
+    from ui.render import citation_context, render_answer
 
     index = seeds_assistant.index
     data = index.data
