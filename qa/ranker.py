@@ -79,5 +79,5 @@ def confidence_of(candidates: list[Candidate], calibration: Calibration) -> floa
     """Confidence in 0..1 that the best candidate answers (0 without candidates)."""
     if not candidates:
         return 0.0
-    best = candidates[0]
-    return calibration.confidence(best.features, best.z, margin(candidates))
+    best, gap = candidates[0], margin(candidates)
+    return calibration.confidence(best.features, best.z, gap)
