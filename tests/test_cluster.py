@@ -27,6 +27,9 @@ from conftest import ROOT
 # Loopback only: without this Ray on Linux advertises the machine's own address, not
 # 127.0.0.1 (read when ray is imported, and inherited by every node and worker).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Serve's proxy must answer its readiness check within 5 s by default, three times: on a
+# 2-core box busy with other jobs its start-up takes longer, and Serve kills it in a loop.
+os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
 
 if os.environ.get("QA_REQUIRE_RAY"):
     import ray

@@ -91,12 +91,12 @@ def shard_lexicon(plan: dict, dim: int) -> Lexicon:
 
 
 def write_planned_shard(plan: dict, dim: int, identity: layout.Identity, lexicon: Lexicon,
-                        approximate_above: int) -> dict:
+                        approximate_above: int, compress_above: int) -> dict:
     """Write one shard's index folder from its plan; its summary for the top manifest."""
     tables = _shard_tables(plan, dim)
     tokens = chunk_tokens(c.text for c in tables[1])
     return layout.write_shard(Path(plan["folder"]), plan["number"], plan["of"], identity,
-                              tables, tokens, lexicon, approximate_above)
+                              tables, tokens, lexicon, approximate_above, compress_above)
 
 
 # --- the driver ---------------------------------------------------------------------------
@@ -232,7 +232,8 @@ def _build(ray, settings, corpus: Path, index_dir: Path, config: IndexConfig, li
     lexicon.save(tmp)
     lexicon_ref = ray.put(lexicon)
     summaries = ray.get([write_task.remote(p, dim, identity, lexicon_ref,
-                                           settings.approximate_above) for p in plans])
+                                           settings.approximate_above, compress_above(settings))
+                         for p in plans])
     store.checkpoint("ray-wrote-shards")
     # staged folders were named for the runs; a shard left empty shifts the folder names
     shutil.rmtree(staging, ignore_errors=True)
@@ -242,6 +243,14 @@ def _build(ray, settings, corpus: Path, index_dir: Path, config: IndexConfig, li
     n_chunks, n_sentences = top["counts"]["chunks"], top["counts"]["sentences"]
     return BuildReport(len(listed), added, changed, removed, skipped, n_chunks, n_sentences,
                        embedded, time.perf_counter() - began, rebuilt, True)
+
+
+def compress_above(settings) -> int:
+    """Chunks above which a shard's vectors are IVF-PQ with the exact ones memory-mapped
+    (embeddings/compressed.py): $QA_COMPRESS_ABOVE, else the store's 10 M. A cluster of
+    24 GB nodes wants it lower (docs/scale.md: a 5 M-chunk shard fits only compressed)."""
+    value = os.environ.get("QA_COMPRESS_ABOVE")
+    return int(value) if value else store.COMPRESS_ABOVE
 
 
 def _size(path: Path) -> int:

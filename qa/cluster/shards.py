@@ -193,7 +193,8 @@ class Identity:
 
 def write_shard(folder: Path, number: int, of: int, identity: Identity,
                 tables: tuple, token_lists: list[list[str]], lexicon,
-                approximate_above: int = store.APPROXIMATE_ABOVE) -> dict:
+                approximate_above: int = store.APPROXIMATE_ABOVE,
+                compress_above: int = store.COMPRESS_ABOVE) -> dict:
     """Write one shard (`assemble`'s tables) as an index folder of today's format, its
     BM25 scored with the corpus-wide `lexicon`; return its summary for the top manifest."""
     from qa.cluster.lexicon import shard_bm25
@@ -205,7 +206,7 @@ def write_shard(folder: Path, number: int, of: int, identity: Identity,
     data = store.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
                            chunk_vectors, sentence_vectors)
     store.write_index(Path(folder), data, shard_bm25(token_lists, lexicon),
-                      approximate_above)
+                      approximate_above, compress_above)
     return {"name": Path(folder).name, "documents": len(documents), "chunks": len(chunks),
             "sentences": len(sentences), "first_source": documents[0].source if documents
             else None, "last_source": documents[-1].source if documents else None,
