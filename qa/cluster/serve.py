@@ -20,8 +20,9 @@ Nothing here is an RPC of our own: the calls are Ray Serve deployment handles.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 from ray import serve
@@ -160,8 +161,13 @@ def serve_on_ray(settings, *, address: str | None = None, host: str = "127.0.0.1
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}, reachable from other machines; the API "
               "has no authentication", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    # Ctrl-C or a TERM ends the driver cleanly (Ray's own handlers would otherwise keep
+    # the process waiting); the application is deleted on the way out
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        while True:
-            time.sleep(3600)
+        stop.wait()
     finally:
+        print("stopping: deleting the Ray Serve application", file=sys.stderr, flush=True)
         serve.delete(APP)
