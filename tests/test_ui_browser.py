@@ -209,6 +209,17 @@ def wait_for_answer_in_view(page) -> None:
         timeout=5_000)
 
 
+def keep_screenshot(page, name: str) -> Path:
+    """A screenshot to look at, in out/screenshots/NAME.png (not committed; the README's
+    picture is docs/screenshot.png, rewritten with QA_UPDATE_SCREENSHOT=1)."""
+    folder = ROOT / "out" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / f"{name}.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    return shot
+
+
 def answer_text(page) -> str:
     """The answer line of the latest reply (not its sources)."""
     return bot_messages(page).last.locator(".cqa-answer-text").inner_text()
@@ -240,18 +251,41 @@ def test_conversation_with_citations_follow_up_and_abstention(page, seeds_url, t
     shot = tmp_path_factory.mktemp("shots") / "screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+    keep_screenshot(page, "answer")
     if os.environ.get("QA_UPDATE_SCREENSHOT"):
         SCREENSHOT.write_bytes(shot.read_bytes())
 
     reply = ask(page, "What did he say about North Korea?")
     assert re.search(r"North Korea|DPRK|Pyongyang", reply), reply
     assert "searched for" in reply and SEED_FILE.search(reply)
+    wait_for_answer_in_view(page)
+    keep_screenshot(page, "follow-up")
 
     # a complete question is searched as it is, without the earlier subject
     reply = ask(page, "How many troops does China have near Taiwan?")
     assert NOT_ANSWERED in reply and "searched for" not in reply
     assert "RELATED MATERIAL" in reply.upper()
+    wait_for_answer_in_view(page)
+    keep_screenshot(page, "abstention")
     assert page.title() == title and not page.errors
+
+
+@pytest.mark.browser
+def test_phone_width_page_fits_and_answers(browser, seeds_url):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  device_scale_factor=2)
+    page = context.new_page()
+    try:
+        open_chat(page, seeds_url)
+        reply = ask(page, "Who declined to meet Lloyd Austin?")
+        assert "Li Shangfu" in reply and SEED_FILE.search(reply)
+        wait_for_answer_in_view(page)
+        # nothing wider than the screen: no sideways scrolling on a phone
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        assert page.locator("#cqa-ask").bounding_box()["width"] > 0
+        keep_screenshot(page, "phone")
+    finally:
+        context.close()
 
 
 @pytest.mark.browser
