@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,33 @@ class SearchSettings:
     duplicate_similarity: float = 0.95
 
 
-class Index:
+class SentenceTokens:
+    """Sentence i's tokens, tokenized once on first use and kept (for `Index` and the
+    cluster's `ShardedIndex`: both have `sentences`, a `_tokens` dict and a `_lock`)."""
+
+    sentences: Sequence
+    _tokens: dict[int, tuple[tuple[str, ...], frozenset[str]]]
+    _lock: threading.Lock
+
+    def _words(self, i: int) -> tuple[tuple[str, ...], frozenset[str]]:
+        got = self._tokens.get(i)
+        if got is None:
+            words = tuple(tokenize(self.sentences[i].text))
+            got = (words, frozenset(words))
+            with self._lock:
+                self._tokens[i] = got
+        return got
+
+    def tokens(self, i: int) -> frozenset[str]:
+        """Sentence i's tokens (`embeddings.lexical.tokenize`) as a set."""
+        return self._words(i)[1]
+
+    def words(self, i: int) -> tuple[str, ...]:
+        """Sentence i's tokens in order."""
+        return self._words(i)[0]
+
+
+class Index(SentenceTokens):
     """One index generation in memory. Thread-safe for concurrent searches."""
 
     def __init__(self, data: store.IndexData, bm25: BM25, vectors) -> None:
@@ -73,23 +100,6 @@ class Index:
         return self.bm25.idf(token)
 
     # -- sentences --------------------------------------------------------------------------
-    def _words(self, i: int) -> tuple[tuple[str, ...], frozenset[str]]:
-        got = self._tokens.get(i)
-        if got is None:
-            words = tuple(tokenize(self.sentences[i].text))
-            got = (words, frozenset(words))
-            with self._lock:
-                self._tokens[i] = got
-        return got
-
-    def tokens(self, i: int) -> frozenset[str]:
-        """Sentence i's tokens (`embeddings.lexical.tokenize`) as a set."""
-        return self._words(i)[1]
-
-    def words(self, i: int) -> tuple[str, ...]:
-        """Sentence i's tokens in order."""
-        return self._words(i)[0]
-
     def neighbours(self, i: int) -> list[int]:
         """The sentences before and after sentence i in the same document."""
         src = self.sentences[i].source

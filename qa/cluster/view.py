@@ -41,13 +41,12 @@ import numpy as np
 
 from embeddings import store
 from embeddings.chunking import Chunk, Sentence
-from embeddings.lexical import tokenize
 from qa.cluster import shards as layout
 from qa.cluster.lexicon import Lexicon
 from qa.cluster.reader import LocalClient, ShardReader
 from qa.engine import Assistant
 from qa.errors import BadInput
-from qa.index import SearchSettings
+from qa.index import SearchSettings, SentenceTokens
 from qa.query import Query
 from qa.retrieve import Passage, best_fused, collapse, rrf, top_n
 
@@ -105,7 +104,7 @@ class _Vectors:
         return self._many(ids)
 
 
-class ShardedIndex:
+class ShardedIndex(SentenceTokens):
     """An Index over shards (see the module docstring). Thread-safe."""
 
     def __init__(self, clients: list, infos: list[dict], manifest: dict,
@@ -228,22 +227,7 @@ class ShardedIndex:
         return np.stack([sv[i] for i in ids]) if ids else np.zeros(
             (0, self.sentence_vectors.shape[1]), np.float32)
 
-    # -- sentences (as Index) ---------------------------------------------------------------
-    def _words(self, i: int) -> tuple[tuple[str, ...], frozenset[str]]:
-        got = self._tokens.get(i)
-        if got is None:
-            words = tuple(tokenize(self.sentences[i].text))
-            got = (words, frozenset(words))
-            with self._lock:
-                self._tokens[i] = got
-        return got
-
-    def tokens(self, i: int) -> frozenset[str]:
-        return self._words(i)[1]
-
-    def words(self, i: int) -> tuple[str, ...]:
-        return self._words(i)[0]
-
+    # -- sentences (as Index; tokens and words from SentenceTokens) ------------------------
     def neighbours(self, i: int) -> list[int]:
         """As Index.neighbours: a document never spans shards, so a sentence of another
         shard is never a neighbour (and is not fetched to find that out)."""
