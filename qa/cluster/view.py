@@ -46,9 +46,9 @@ from qa.cluster.lexicon import Lexicon
 from qa.cluster.reader import LocalClient, ShardReader
 from qa.engine import Assistant
 from qa.errors import BadInput
-from qa.index import SearchSettings, SentenceTokens
+from qa.index import SearchSettings, SentenceTokens, fuse
 from qa.query import Query
-from qa.retrieve import Passage, best_fused, collapse, rrf, top_n
+from qa.retrieve import Passage, top_n
 
 MAX_CACHED = 200_000  # sentences kept from earlier questions before the cache is cleared
 # Up to this many chunks, a question whose BM25 scores tie gets the single index's exact
@@ -285,28 +285,8 @@ class ShardedIndex(SentenceTokens):
         bm25: dict[int, float] = {}
         for r in ranked:
             bm25.update(r["bm25"])
-        dense_rank = [i for i, _ in merged_dense]
-        dense = dict(merged_dense)
-        weights = (s.dense_weight, s.bm25_weight)
-        fused = rrf([dense_rank, lex_rank], s.rrf_k, weights)
-        order = sorted(fused, key=lambda i: (-fused[i], i))
-        self.prefetch(order)
-        missing = [i for i in order if i not in dense]
-        if missing:
-            cos = self.chunk_vectors[missing] @ query.vector
-            dense.update({i: float(c) for i, c in zip(missing, cos, strict=True)})
-        best = best_fused(s.rrf_k, weights)
-        out = []
-        for i, folded in collapse(order, self.chunk_vectors[order],
-                                  [self.chunks[i].source for i in order],
-                                  s.duplicate_similarity):
-            c = self.chunks[i]
-            also = tuple(dict.fromkeys(self.chunks[j].source for j in folded
-                                       if self.chunks[j].source != c.source))
-            score = min(1.0, fused[i] / best) if best > 0 else 0.0
-            out.append(Passage(c.source, c.text, c.start, c.end, score, i, also, dense[i],
-                               bm25.get(i, 0.0), folded))
-        return out
+        return fuse(self, query, s, [i for i, _ in merged_dense], dict(merged_dense),
+                    lex_rank, lambda i: bm25.get(i, 0.0), prefetch=self.prefetch)
 
 
 def _whole_manifest(infos: list[dict], lexicon: Lexicon) -> dict:
