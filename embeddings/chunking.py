@@ -123,6 +123,12 @@ def token_counter(name: str = DEFAULT_ENCODING) -> Callable[[str], int]:
     return lambda text: len(encoding.encode_ordinary(text))
 
 
+def _flat(text: str) -> str:
+    """A sentence as the model reads it: a line break inside it (PDF and Word text) is a
+    space, so wrapped lines cost no extra tokens. Sentences of a .txt file never hold one."""
+    return text.replace("\n", " ") if "\n" in text else text
+
+
 def _split_long(text: str, start: int, end: int, max_tokens: int,
                 count: Callable[[str], int]) -> list[tuple[int, int]]:
     """Cut a sentence longer than `max_tokens` at word boundaries into pieces that fit."""
@@ -134,7 +140,7 @@ def _split_long(text: str, start: int, end: int, max_tokens: int,
         # largest j such that words[i:j] fits (binary search on the token count)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if count(text[words[i][0] : words[mid - 1][1]]) <= max_tokens:
+            if count(_flat(text[words[i][0] : words[mid - 1][1]])) <= max_tokens:
                 lo = mid
             else:
                 hi = mid - 1
@@ -151,7 +157,7 @@ def sentences_of(document: Document, max_tokens: int,
     out = []
     for span_start, span_end in document.spans:
         for s, e in split_sentences(text, span_start, span_end):
-            pieces = [(s, e)] if count(text[s:e]) <= max_tokens else _split_long(
+            pieces = [(s, e)] if count(_flat(text[s:e])) <= max_tokens else _split_long(
                 text, s, e, max_tokens, count)
             out.extend(Sentence(document.source, ps, pe, text[ps:pe]) for ps, pe in pieces)
     return out
@@ -180,7 +186,7 @@ def chunk_sentences(
             f"got {overlap_tokens}"
         )
     text = document.text
-    sizes = [count(s.text) for s in sentences]
+    sizes = [count(_flat(s.text)) for s in sentences]
     # A chunk never spans text that cleaning dropped (an ad between two paragraphs):
     # gap[i] is True when something other than white space lies before sentence i.
     gap = [i == 0 or bool(text[sentences[i - 1].end : sentences[i].start].strip())

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md")
 HTML_SUFFIXES = (".html", ".htm")
-SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES
+PDF_SUFFIXES = (".pdf",)
+WORD_SUFFIXES = (".docx",)
+SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES + WORD_SUFFIXES
 FALLBACK_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
@@ -33,9 +35,12 @@ class Document:
     """One file of the corpus.
 
     source: path relative to the corpus folder, with forward slashes.
-    text: the file's text as read (HTML: the extracted main text).
+    text: the file's text as read (HTML, PDF, Word: the extracted text).
     spans: (start, end) character offsets into `text` of the content paragraphs.
     sha256: hex digest of the file's bytes.
+    pages: PDF only, the offset in `text` at which each page starts (page i + 1 at
+        pages[i]).
+    headings: Word only, (offset, text) of each heading.
     """
 
     source: str
@@ -44,6 +49,8 @@ class Document:
     date: str | None
     spans: tuple[tuple[int, int], ...]
     sha256: str
+    pages: tuple[int, ...] = ()
+    headings: tuple[tuple[int, str], ...] = ()
 
 
 # --- boilerplate -----------------------------------------------------------------------
@@ -122,6 +129,21 @@ def _lines(text: str) -> Iterator[tuple[int, int]]:
             yield start, end
 
 
+def _paragraphs(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each paragraph of `text`: a run of lines up to a blank line."""
+    for m in re.finditer(r"\S(?:.|\n(?![ \t]*\n))*", text):
+        start, end = m.start(), m.end()
+        while end > start and _blank(text[end - 1]):
+            end -= 1
+        yield start, end
+
+
+def paragraph_spans(text: str) -> list[tuple[int, int]]:
+    """`content_spans` by paragraph (lines up to a blank line) instead of by line: for
+    extracted PDF and Word text, whose line ends fall inside sentences."""
+    return _content(text, _paragraphs(text))
+
+
 def content_spans(text: str) -> list[tuple[int, int]]:
     """Return the (start, end) offsets of the lines of `text` that are article content.
 
@@ -129,10 +151,18 @@ def content_spans(text: str) -> list[tuple[int, int]]:
     teasers) and whole "Latest articles" / "More like this" blocks: the header and the
     headlines and teasers under it, up to the first line that is neither.
     """
+    return _content(text, _lines(text))
+
+
+def _content(text: str, units: Iterator[tuple[int, int]]) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     in_list = False
-    for start, end in _lines(text):
+    for start, end in units:
         line = text[start:end]
+        parts = [line]
+        if "\n" in line:  # a paragraph: judged whole, and by its lines
+            parts = [p for p in line.split("\n") if p.strip()]
+            line = " ".join(line.split())
         if _LIST_HEADERS.match(line):
             in_list = True
             continue
@@ -140,7 +170,7 @@ def content_spans(text: str) -> list[tuple[int, int]]:
             if _is_headline(line) or _is_boilerplate_line(line):
                 continue
             in_list = False
-        if not _is_boilerplate_line(line):
+        if not (_is_boilerplate_line(line) or all(map(_is_boilerplate_line, parts))):
             spans.append((start, end))
     return spans
 
@@ -259,13 +289,38 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
     if not data.strip():
         log.warning("%s: skipped, empty file", source)
         return None
-    if _looks_binary(data):
-        log.warning("%s: skipped, looks like a binary file", source)
-        return None
-    text = decode(data, source)
-    if path.suffix.lower() in HTML_SUFFIXES:
-        text = html_to_text(text)
-    spans = content_spans(text)
+    suffix = path.suffix.lower()
+    pages: tuple[int, ...] = ()
+    headings: tuple[tuple[int, str], ...] = ()
+    known_title = None
+    if suffix in PDF_SUFFIXES or suffix in WORD_SUFFIXES:
+        from embeddings import pdf, word
+
+        try:
+            if suffix in PDF_SUFFIXES:
+                extracted = pdf.extract(data)
+                pages = extracted.pages
+                if extracted.empty_pages:
+                    log.warning("%s: page%s %s without a text layer (scanned?) left out; "
+                                "OCR is not done", source,
+                                "s" if len(extracted.empty_pages) > 1 else "",
+                                ", ".join(map(str, extracted.empty_pages)))
+            else:
+                extracted = word.extract(data)
+                headings = extracted.headings
+        except (pdf.Unreadable, word.Unreadable) as exc:
+            log.warning("%s: skipped, %s", source, exc)
+            return None
+        text, known_title = extracted.text, extracted.title
+        spans = paragraph_spans(text)
+    else:
+        if _looks_binary(data):
+            log.warning("%s: skipped, looks like a binary file", source)
+            return None
+        text = decode(data, source)
+        if suffix in HTML_SUFFIXES:
+            text = html_to_text(text)
+        spans = content_spans(text)
     fallback = Path(source).stem.replace("_", " ").replace("-", " ")
     title, date, spans = _title_and_date(text, spans, fallback)
     if not spans:
@@ -274,10 +329,12 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
     return Document(
         source=source,
         text=text,
-        title=title,
+        title=known_title or title,
         date=date,
         spans=tuple(spans),
         sha256=sha256 if sha256 is not None else hashlib.sha256(data).hexdigest(),
+        pages=pages,
+        headings=headings,
     )
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.errors import BadInput
+from embeddings.lexical import reading_form
 from embeddings.onnx_export import MODEL_FILES, TOKENIZER_FILE, ensure_export
 from embeddings.pooling import TokenEmbeddings, mean_pool
 
@@ -231,11 +232,13 @@ class Encoder:
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
+    """The texts as a list, in the index's reading form (a word hyphenated at a line
+    end reads whole)."""
     texts = list(texts)
     for t in texts:
         if not isinstance(t, str):
             raise TypeError(f"texts must be strings, got {type(t).__name__}")
-    return texts
+    return [reading_form(t) for t in texts]
 
 
 def _progress_bar(total: int, progress: bool):

@@ -151,7 +151,8 @@ def _stale(manifest: dict | None, generation: Path | None, config: IndexConfig,
     reason = _mismatch(manifest, config, None)
     if reason:
         return reason
-    indexed = manifest.get("files") or {}
+    # files skipped before (a scan, an encrypted PDF) count as seen until they change
+    indexed = {**(manifest.get("skipped") or {}), **(manifest.get("files") or {})}
     if set(hashes) - set(indexed):
         return f"{len(set(hashes) - set(indexed))} file(s) not indexed yet"
     if set(indexed) - set(hashes):
@@ -282,9 +283,14 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
 
         old_hashes = {d.source: d.sha256 for d in old.documents} if old else {}
         keep = {s for s, h in hashes.items() if h is not None and old_hashes.get(s) == h}
-        fresh_files = [(p, s) for p, s in files if s not in keep]
+        # a file skipped by the last build and unchanged since is not read again
+        old_skipped = (old.manifest.get("skipped") or {}) if old else {}
+        still_skipped = {s: h for s, h in hashes.items()
+                         if h is not None and old_skipped.get(s) == h and s not in keep}
+        fresh_files = [(p, s) for p, s in files if s not in keep and s not in still_skipped]
         removed = tuple(sorted(set(old_hashes) - set(hashes)))
-        skipped = 0
+        skipped = len(still_skipped)
+        skipped_files = dict(still_skipped)
         docs: list[Document] = []
         iterator = fresh_files
         if progress and len(fresh_files) > 20:
@@ -295,6 +301,8 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
             doc = read_document(path, source, hashes[source])
             if doc is None:
                 skipped += 1
+                if hashes[source] is not None:
+                    skipped_files[source] = hashes[source]
             else:
                 docs.append(doc)
         store.checkpoint("read")
@@ -309,7 +317,8 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
         gone = tuple(sorted(s for s in old_hashes if s in hashes and s not in keep
                             and s not in read_sources))
         removed = tuple(sorted(set(removed) | set(gone)))
-        if old is not None and not added and not changed and not removed:
+        if (old is not None and not added and not changed and not removed
+                and skipped_files == old_skipped):
             return BuildReport(len(files), (), (), (), skipped, len(old.chunks),
                                len(old.sentences), 0, time.perf_counter() - began, None, False)
 
@@ -333,6 +342,12 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
         documents, chunks, sentences = [], [], []
         chunk_rows, sentence_rows = [], []  # (array, row) pairs for the vectors
         old_rows = _rows_by_source(old) if old else {}
+        try:
+            old_texts = store.read_texts(old.path) if old else {}
+        except store.IndexUnusable as exc:  # read the kept files again instead
+            log.warning("%s", exc)
+            old_texts = {}
+        texts: dict[str, str] = {}
         c_off = s_off = 0
         for source in sorted(keep | set(new_parts)):
             if source in new_parts:
@@ -347,7 +362,8 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
                 s_off += len(sents)
                 documents.append(store.DocumentRecord(
                     source, doc.title, doc.date, doc.sha256, len(doc.text), len(chs),
-                    len(sents)))
+                    len(sents), doc.pages, doc.headings))
+                texts[source] = doc.text
             else:
                 record, c_ids, s_ids = old_rows[source]
                 base = len(sentences) - s_ids[0]
@@ -358,6 +374,12 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
                 chunk_rows.extend((old.chunk_vectors, i) for i in c_ids)
                 sentence_rows.extend((old.sentence_vectors, i) for i in s_ids)
                 documents.append(record)
+                if source in old_texts:
+                    texts[source] = old_texts[source]
+                else:  # an index from before texts were kept: read the file once more
+                    again = read_document(corpus / source, source, record.sha256)
+                    if again is not None and len(again.text) == record.chars:
+                        texts[source] = again.text
         chunk_vectors = _gather(chunk_rows, dim)
         sentence_vectors = _gather(sentence_rows, dim)
         seconds = time.perf_counter() - began
@@ -367,8 +389,10 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
                                        encoder_format=EXPORT_FORMAT if embedded else (
                                            old.manifest.get("encoder_format") if old
                                            else None))
+        if skipped_files:
+            manifest["skipped"] = dict(sorted(skipped_files.items()))
         data = store.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
-                               chunk_vectors, sentence_vectors)
+                               chunk_vectors, sentence_vectors, texts=texts)
         bm25 = BM25.build([c.text for c in chunks])
         store.write_index(index_dir, data, bm25, approximate_above)
         seconds = time.perf_counter() - began

@@ -50,12 +50,29 @@ def _stem_all(words: list[str]) -> list[str]:
     return [_STEMS[w] for w in words]
 
 
+# A word hyphenated at a line end, as PDF text has it: "infor-\nmation".
+_LINE_END_HYPHEN = re.compile(r"(?<=[^\W\d_])-[ \t]*\r?\n[ \t]*(?=[^\W\d_A-Z])")
+JOINER = "\u200b"  # zero width: BERT tokenizers drop it, so the word reads whole
+
+
+def reading_form(text: str) -> str:
+    """`text` as the index reads it: a word hyphenated at a line end ("infor-\nmation")
+    reads as one word. The hyphen and line break become zero-width characters, so the
+    length, and every offset into the text, stays the same; quotes stay verbatim."""
+    if "-" not in text or "\n" not in text:
+        return text
+    return _LINE_END_HYPHEN.sub(lambda m: JOINER * len(m.group()), text)
+
+
 def tokenize(text: str, keep_stopwords: bool = False) -> list[str]:
     """Lower-cased, stemmed word tokens of `text`, stop words dropped (unless kept).
 
-    Possessives lose their "'s"; CJK characters count as one token each.
+    Possessives lose their "'s"; CJK characters count as one token each; a word
+    hyphenated at a line end is one word (`reading_form`).
     """
     words = []
+    if "-" in text:
+        text = reading_form(text).replace(JOINER, "")
     for word in _WORD.findall(text.lower()):
         if word.endswith(("'s", "’s")):
             word = word[:-2]

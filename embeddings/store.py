@@ -9,6 +9,7 @@ Layout of an index folder::
         documents.jsonl        one line per file: source, title, date, sha256, counts
         chunks.jsonl           one line per chunk: source, start, end, tokens, sentences, text
         sentences.jsonl        one line per sentence: source, start, end, text
+        texts.jsonl            one line per file: source, text (what offsets point into)
         vectors.faiss          FAISS index of the chunk vectors (inner product = cosine):
                                exact (IndexFlatIP), IVF-Flat above APPROXIMATE_ABOVE,
                                IVF-PQ above COMPRESS_ABOVE (then also chunk_vectors.npy,
@@ -24,6 +25,7 @@ index usable; leftovers are removed by the next build.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
@@ -53,6 +55,7 @@ from embeddings.lexical import BM25
 
 FORMAT_VERSION = 1
 CURRENT = "current"
+TEXTS_FILE = "texts.jsonl"
 LOCK = ".lock"
 # Above this many chunk vectors the store switches from exact search to IVF-Flat: exact
 # search costs ~0.12 ms per 1,000 vectors per question here (11.6 ms at 100k, ~125 ms at
@@ -73,7 +76,11 @@ class IndexBusy(Busy):
 
 @dataclass(frozen=True)
 class DocumentRecord:
-    """What the index keeps about one file (no text: chunks and sentences hold that)."""
+    """What the index keeps about one file (its text is in texts.jsonl).
+
+    `pages`: PDF only, the offset at which each page starts; `headings`: Word only,
+    (offset, heading) pairs. Both are empty for other files.
+    """
 
     source: str
     title: str
@@ -82,6 +89,26 @@ class DocumentRecord:
     chars: int
     chunks: int
     sentences: int
+    pages: tuple[int, ...] = ()
+    headings: tuple[tuple[int, str], ...] = ()
+
+    @classmethod
+    def from_row(cls, row: dict) -> DocumentRecord:
+        row = dict(row)
+        row["pages"] = tuple(row.get("pages", ()))
+        row["headings"] = tuple((int(o), str(h)) for o, h in row.get("headings", ()))
+        return cls(**row)
+
+    def page(self, offset: int) -> int | None:
+        """The 1-based page holding character `offset` (PDF), else None."""
+        if not self.pages:
+            return None
+        return max(1, bisect.bisect_right(self.pages, offset))
+
+    def heading(self, offset: int) -> str | None:
+        """The heading the text at `offset` stands under (Word), else None."""
+        k = bisect.bisect_right([o for o, _ in self.headings], offset)
+        return self.headings[k - 1][1] if k else None
 
 
 @dataclass(frozen=True)
@@ -99,6 +126,7 @@ class IndexData:
     chunk_vectors: np.ndarray
     sentence_vectors: np.ndarray
     path: Path | None = None
+    texts: dict[str, str] | None = None  # source -> extracted text; set by a build only
 
 
 def make_manifest(model: str, dim: int, chunker: dict, documents: list[DocumentRecord],
@@ -251,6 +279,9 @@ def write_index(index_dir: Path, data: IndexData, bm25: BM25,
         {"source": s.source, "start": s.start, "end": s.end, "text": s.text}
         for s in data.sentences))
     checkpoint("wrote-sentences")
+    if data.texts is not None:
+        _write_jsonl(tmp / TEXTS_FILE, ({"source": d.source, "text": data.texts[d.source]}
+                                        for d in data.documents if d.source in data.texts))
     vectors, kind = vector_index(data.chunk_vectors, data.manifest["dimension"],
                                  approximate_above, compress_above)
     data.manifest["vector_index"] = kind
@@ -318,6 +349,20 @@ def _read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def read_texts(gen: Path | None) -> dict[str, str]:
+    """source -> the text citations' offsets point into (the extracted text of PDF, Word
+    and HTML files), from a generation's texts.jsonl; empty when it has none (an index
+    built before texts were kept)."""
+    path = (gen / TEXTS_FILE) if gen is not None else None
+    if path is None or not path.exists():
+        return {}
+    try:
+        return {r["source"]: r["text"] for r in _read_jsonl(path)}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexUnusable(f"{path} is damaged ({type(exc).__name__}: {exc}); "
+                            f"{rebuild_hint(gen.parent)}") from exc
+
+
 def load_index(index_dir: Path) -> tuple[IndexData, BM25, object]:
     """Load the live generation: (data, BM25 index, FAISS index).
 
@@ -348,7 +393,8 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
                 f"index at {index_dir} has format version {manifest.get('format_version')}, "
                 f"this program reads version {FORMAT_VERSION}; {rebuild_hint(index_dir)}"
             )
-        documents = tuple(DocumentRecord(**row) for row in _read_jsonl(gen / "documents.jsonl"))
+        documents = tuple(DocumentRecord.from_row(row)
+                          for row in _read_jsonl(gen / "documents.jsonl"))
         chunks = tuple(
             Chunk(r["source"], r["start"], r["end"], r["text"], r["sentences"][0],
                   r["sentences"][1], r["tokens"]) for r in _read_jsonl(gen / "chunks.jsonl"))

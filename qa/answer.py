@@ -31,10 +31,33 @@ class Citation:
     start: int
     end: int
     score: float
+    page: int | None = None  # PDF: the 1-based page the quote starts on
+    heading: str | None = None  # Word: the heading the quote stands under
 
     def to_dict(self) -> dict:
         return {"source": self.source, "title": self.title, "quote": self.quote,
-                "start": self.start, "end": self.end, "score": round(self.score, 4)}
+                "start": self.start, "end": self.end, "score": round(self.score, 4),
+                "page": self.page, "heading": self.heading}
+
+    @property
+    def where(self) -> str:
+        """Where in the file the quote stands, for people: "p. 3", "under “Costs”", or
+        "" for a file without pages or headings."""
+        if self.page is not None:
+            return f"p. {self.page}"
+        if self.heading:
+            return f"under “{self.heading}”"
+        return ""
+
+
+def cite(index: Index, source: str, start: int, end: int, quote: str,
+         score: float) -> Citation:
+    """The citation of `quote` (file_text[start:end] of `source`), with its page or
+    heading when the file has them."""
+    record = index.records.get(source)
+    return Citation(source, index.titles.get(source, source), quote, start, end, score,
+                    record.page(start) if record else None,
+                    record.heading(start) if record else None)
 
 
 @dataclass(frozen=True)
@@ -175,7 +198,7 @@ def corroborations(index: Index, passages: list[Passage], sentence: int,
     for src, (sim, s) in sorted(best.items(), key=lambda kv: -kv[1][0]):
         sent = index.sentences[s]
         start, end, text = balance_quotes(sent.start, sent.end, sent.text)
-        out.append(Citation(src, index.titles.get(src, src), text, start, end, sim))
+        out.append(cite(index, src, start, end, text, sim))
     return out
 
 
@@ -195,8 +218,7 @@ def compose(query: Query, index: Index, passages: list[Passage], choice: Choice 
         span = (s.start, s.end, s.text)
     source = index.sentences[choice.sentence].source
     start, end, quote = balance_quotes(*span)
-    citations = [Citation(source, index.titles.get(source, source), quote, start, end,
-                          choice.confidence)]
+    citations = [cite(index, source, start, end, quote, choice.confidence)]
     citations += corroborations(index, passages, choice.sentence, corroborate_similarity)
     return Answer(query.text, quote, True, choice.confidence, tuple(citations), shown,
                   query.searched_for, answer_span=choice.phrase)

@@ -27,7 +27,8 @@ see docs/usage.md."""
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", metavar="DIR",
-                   help="folder of .txt/.md/.html articles (default: the project's seeds/)")
+                   help="folder of .txt/.md/.html/.pdf/.docx documents "
+                   "(default: the project's seeds/)")
     p.add_argument("--index", metavar="DIR",
                    help="index folder (default: derived from the corpus, under "
                         "~/.cache/cited-qa; QA_INDEX applies only without --corpus)")
@@ -53,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("index", help="build or update the index of a corpus",
-                       description="Read, clean, chunk and embed every .txt/.md/.html file "
-                       "under the corpus folder. Incremental: only new and changed files "
-                       "are embedded; deleted files are dropped.")
+                       description="Read, clean, chunk and embed every .txt, .md, .html, "
+                       ".pdf and .docx file under the corpus folder. Incremental: only new "
+                       "and changed files are embedded; deleted files are dropped.")
     _common(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed everything")
     p.add_argument("--chunk-tokens", type=int, metavar="N", help="target chunk size (tokens)")
@@ -129,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoints", default="", metavar="N,N,...",
                    help="training-window counts at which to save and score a checkpoint")
     t.add_argument("--seed", type=int, default=13)
+    t.add_argument("--resume", metavar="CK",
+                   help="go on from a checkpoint of this run (same data and flags)")
+    t.add_argument("--resume-at", type=int, default=0, metavar="N",
+                   help="the training windows the --resume checkpoint had seen")
     t.add_argument("--threads", type=int, help="CPU threads (default: all this process may use)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("-v", "--verbose", action="store_true", help="log more detail")
@@ -160,7 +165,10 @@ def cmd_reader_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, max_records=args.max_records, batch_size=args.batch_size,
         lr=args.lr, head_lr=args.head_lr, checkpoints=marks, seed=args.seed,
         threads=args.threads, progress=not args.quiet,
-        command="qa " + " ".join(sys.argv[1:]))
+        command="qa " + " ".join(sys.argv[1:]), resume=args.resume,
+        resume_at=args.resume_at)
+    if args.resume and args.resume_at <= 0:
+        raise ValueError("--resume needs --resume-at N, the windows its checkpoint had seen")
     summary = train(cfg)
     print(json.dumps({"out": args.out, "train_seconds": summary["train_seconds"],
                       "final": summary["curve"][-1], "checks": summary["checks"]}))
@@ -237,12 +245,13 @@ def format_answer(answer, bold: bool = False) -> str:
                 if bold and phrase in text:  # not when the wrap split the phrase
                     text = text.replace(phrase, f"\033[1m{phrase}\033[0m", 1)
         lines.append(text + " [1]")
-        lines.append(("" if phrase is None else f"\nanswer: {phrase}")
+        lines.append(("" if phrase is None else f"\nanswer: {' '.join(phrase.split())}")
                      + f"\nconfidence {answer.confidence:.2f}")
         lines.append("\nsources:")
         for n, c in enumerate(answer.citations, 1):
             tag = "" if n == 1 else "  (also reported)"
-            lines.append(f"  [{n}] {c.source} (chars {c.start}-{c.end}){tag}")
+            where = f", {c.where}" if c.where else ""
+            lines.append(f"  [{n}] {c.source}{where} (chars {c.start}-{c.end}){tag}")
             lines.append(f"      {c.title}")
             lines.append(textwrap.fill(f"“{c.quote}”", width, initial_indent="      ",
                                        subsequent_indent="       "))

@@ -76,10 +76,12 @@ class Index(SentenceTokens):
         self.chunk_vectors = data.chunk_vectors
         self.sentence_vectors = data.sentence_vectors
         self.titles = {d.source: d.title for d in data.documents}
+        self.records = {d.source: d for d in data.documents}
         self.dates = {d.source: d.date for d in data.documents}
         self._chunk_firsts = [c.first for c in data.chunks]
         self._tokens: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
         self._lock = threading.Lock()
+        self._texts: dict[str, str] | None = data.texts
 
     @classmethod
     def load(cls, index_dir: Path | str) -> Index:
@@ -98,6 +100,15 @@ class Index(SentenceTokens):
 
     def idf(self, token: str) -> float:
         return self.bm25.idf(token)
+
+    def text(self, source: str) -> str | None:
+        """The text `source`'s offsets point into (the generation's texts.jsonl, read on
+        first use); None when the index did not keep it."""
+        if self._texts is None:
+            texts = store.read_texts(self.data.path)
+            with self._lock:
+                self._texts = texts
+        return self._texts.get(source)
 
     # -- sentences --------------------------------------------------------------------------
     def neighbours(self, i: int) -> list[int]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.errors import Unusable
+from embeddings.lexical import reading_form
 
 READER_DIR = Path(__file__).parent / "data" / "reader"
 MODEL_FILE = "model-int8.onnx"
@@ -81,7 +82,8 @@ class Pieces:
     def __call__(self, text: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
         got = self._cache.get(text)
         if got is None:
-            e = self.tokenizer.encode(text, add_special_tokens=False)
+            # the reading form keeps offsets (zero-width joiners stand in for "-\n")
+            e = self.tokenizer.encode(reading_form(text), add_special_tokens=False)
             got = (tuple(e.ids), tuple(e.offsets))
             with self._lock:
                 if len(self._cache) >= self._size:
@@ -94,7 +96,8 @@ class Pieces:
         new = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if not new:
             return
-        enc = self.tokenizer.encode_batch(new, add_special_tokens=False)
+        enc = self.tokenizer.encode_batch([reading_form(t) for t in new],
+                                          add_special_tokens=False)
         with self._lock:
             if len(self._cache) + len(new) > self._size:
                 self._cache.clear()

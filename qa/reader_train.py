@@ -57,6 +57,8 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     command: str = ""
+    resume: str | None = None  # a checkpoint of this same run (same data and flags)
+    resume_at: int = 0  # the training windows that checkpoint had seen
 
 
 
@@ -223,14 +225,33 @@ def train(cfg: TrainConfig) -> dict:
     curve = []
     marks = sorted(c for c in cfg.checkpoints if c > 0)
     seen = 0
+    start = 0
+    if cfg.resume:
+        # the plan is seeded, so the same data and flags give the same batches: skip the
+        # ones the checkpoint saw and put the schedule where it was. AdamW's moments were
+        # not saved; they restart from zero (bias correction keeps the first steps small).
+        net.load_state_dict(torch.load(cfg.resume, map_location="cpu"))
+        while start < len(plan) and seen < cfg.resume_at:
+            seen += len(plan[start])
+            start += 1
+        if seen < cfg.resume_at:
+            raise ValueError(f"--resume-at {cfg.resume_at} is past the end of the plan "
+                             f"({seen} windows)")
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min((s + start + 1) / warm,
+                               max(0.0, (len(plan) - s - start) / (len(plan) - warm))))
+        marks = [m for m in marks if m > seen]
+        log.info("resumed from %s at %d windows (batch %d of %d)", cfg.resume, seen,
+                 start, len(plan))
     bar = None
     if cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(plan), desc="training", unit="batch", mininterval=5)
+        bar = tqdm(total=len(plan), initial=start, desc="training", unit="batch",
+                   mininterval=5)
     net.train()
     running = None
-    for step, idx in enumerate(plan, 1):
+    for step, idx in enumerate(plan[start:], start + 1):
         b = _tensors([examples[i] for i in idx])
         loss, _ = loss_of(net, b, cfg.span_weight)
         opt.zero_grad(set_to_none=True)

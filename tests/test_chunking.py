@@ -66,3 +66,19 @@ def test_chunks_never_span_dropped_boilerplate():
     assert text[39:62] == "Second point made here."
     chunks = chunk_sentences(doc, sentences_of(doc, 96, count), 200, 20, count)
     assert [c.text for c in chunks] == ["First point made here.", "Second point made here."]
+
+
+def test_line_breaks_inside_a_sentence_cost_no_tokens():
+    """PDF text wraps inside sentences: it must chunk as the same text on one line does."""
+    count = token_counter()
+    words = " ".join(f"word{i}" for i in range(60)) + "."
+    wrapped = "\n".join(words[i:i + 40] for i in range(0, len(words), 40))
+    flat = wrapped.replace("\n", " ")
+    assert count(wrapped) > count(flat)  # tiktoken counts the line breaks
+    sizes = []
+    for text in (flat, wrapped):
+        doc = Document("a.pdf", text, "a", None, ((0, len(text)),), "0")
+        sentences = sentences_of(doc, count(flat), count)
+        chunks = chunk_sentences(doc, sentences, count(flat), 0, count)
+        sizes.append((len(sentences), len(chunks)))
+    assert sizes == [(1, 1), (1, 1)]

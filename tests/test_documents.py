@@ -133,7 +133,7 @@ def test_html_main_text_is_extracted(tmp_path):
 
 
 def test_list_files_walks_subfolders_and_rejects_bad_paths(tmp_path):
-    corpus = write_corpus(tmp_path / "c", {"a/x.txt": "x.", "b/x.txt": "y.", "c.pdf": "no",
+    corpus = write_corpus(tmp_path / "c", {"a/x.txt": "x.", "b/x.txt": "y.", "c.xlsx": "no",
                                            ".hidden/z.txt": "z."})
     assert [s for _, s in list_files(corpus)] == ["a/x.txt", "b/x.txt"]
     with pytest.raises(BadInput, match="does not exist"):
@@ -152,3 +152,69 @@ def test_the_hash_is_the_files_and_is_taken_once(tmp_path, monkeypatch):
     # a hash the caller already has is used as is, not computed again
     monkeypatch.setattr(hashlib, "sha256", lambda *a: pytest.fail("hashed again"))
     assert read_document(path, "a.txt", digest).sha256 == digest
+
+
+# --- PDF and Word files ------------------------------------------------------------------
+
+
+def test_a_pdf_is_read_by_paragraph_with_its_pages(tmp_path):
+    import made_files as made
+
+    path = tmp_path / "report.pdf"
+    path.write_bytes(made.harbour_report())
+    doc = read_document(path, "report.pdf")
+    assert doc.title == "Harbour Authority Annual Report 2025"
+    assert len(doc.pages) == 4 and doc.headings == ()
+    paragraphs = [doc.text[s:e] for s, e in doc.spans]
+    assert paragraphs[0] == "The year in review"
+    assert paragraphs[1] == "\n".join(made.PAGE1)  # one span, line ends inside it
+    assert paragraphs[-1] == "\n".join(" | ".join(row) for row in made.TABLE)
+
+
+def test_a_word_file_is_read_with_its_headings(tmp_path):
+    import made_files as made
+
+    path = tmp_path / "minutes.docx"
+    path.write_bytes(made.minutes_docx())
+    doc = read_document(path, "minutes.docx")
+    assert doc.title == made.MINUTES_TITLE and doc.pages == ()
+    assert [h for _, h in doc.headings] == [made.MINUTES_TITLE, "Budget", "Staff"]
+    assert doc.text[doc.spans[-1][0]:doc.spans[-1][1]] == "Pilots | Tugs\n14 | 6"
+
+
+def test_scanned_encrypted_and_corrupt_files_are_skipped_with_one_warning_each(tmp_path,
+                                                                                caplog):
+    import made_files as made
+
+    files = {"scan.pdf": made.scanned_pdf(), "locked.pdf": made.encrypted_pdf(),
+             "broken.pdf": b"%PDF-1.7\nthis is not a PDF body", "broken.docx": b"PK\x03\x04"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with caplog.at_level(logging.WARNING):
+        for name in files:
+            assert read_document(tmp_path / name, name) is None
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 4
+    assert warned[0].startswith("scan.pdf: skipped, no text layer (a scanned PDF?)")
+    assert warned[1].startswith("locked.pdf: skipped, encrypted")
+    assert warned[2].startswith("broken.pdf: skipped, damaged")
+    assert warned[3].startswith("broken.docx: skipped, not a readable .docx file")
+
+
+def test_a_pdf_page_without_text_is_named_in_one_warning(tmp_path, caplog):
+    import made_files as made
+
+    (tmp_path / "report.pdf").write_bytes(made.harbour_report())
+    with caplog.at_level(logging.WARNING):
+        assert read_document(tmp_path / "report.pdf", "report.pdf") is not None
+    assert [r.getMessage() for r in caplog.records] == [
+        "report.pdf: page 4 without a text layer (scanned?) left out; OCR is not done"]
+
+
+def test_paragraph_spans_judge_a_paragraph_whole_and_by_its_lines():
+    from embeddings.documents import paragraph_spans
+
+    text = ("A sentence that wraps\nonto a second line.\n\n58 views0 comments\nbottom of page"
+            "\n\nLatest articles\n\nSome Other Headline\n\nThe prose goes on here.")
+    assert [text[s:e] for s, e in paragraph_spans(text)] == [
+        "A sentence that wraps\nonto a second line.", "The prose goes on here."]

@@ -46,5 +46,6 @@ def test_python_api_loads_from_the_package(seeds_assistant):
     assert set(d) == {"question", "answer", "answerable", "confidence", "citations",
                       "answer_span", "passages", "searched_for", "timings_ms"}
     assert d["question"] == "Who declined to meet Lloyd Austin?" and d["timings_ms"]["total"] > 0
-    assert set(d["citations"][0]) == {"source", "title", "quote", "start", "end", "score"}
+    assert set(d["citations"][0]) == {"source", "title", "quote", "start", "end", "score",
+                                      "page", "heading"}
     assert set(d["passages"][0]) >= {"source", "text", "start", "end", "score"}

@@ -262,3 +262,55 @@ def test_a_generation_switched_after_the_survey_is_checked_again(tmp_path, model
     assert report.wrote and report.rebuilt == "chunker settings changed"
     data, _, _ = store.load_index(index)
     assert data.manifest["chunker"] == config.chunker()
+
+
+def test_a_skipped_file_is_remembered_until_it_changes(tmp_path, model, caplog):
+    """A scan or an encrypted PDF is warned about once, not read again by every check."""
+    import logging
+
+    import made_files as made
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The lighthouse was built in 1872.", encoding="utf-8")
+    (corpus / "scan.pdf").write_bytes(made.scanned_pdf())
+    index = tmp_path / "i"
+    config = IndexConfig(model="all-MiniLM-L6-v2")
+    with caplog.at_level(logging.WARNING):
+        first = _build(corpus, index, model)
+    assert first.skipped == 1
+    assert sum("scan.pdf: skipped" in r.getMessage() for r in caplog.records) == 1
+    assert store.read_manifest(index)["skipped"] == {
+        "scan.pdf": indexer.file_sha256(corpus / "scan.pdf")}
+    assert survey(corpus, index, config).reason is None  # nothing to do
+    caplog.clear()
+    (corpus / "b.txt").write_text("The ferry leaves at noon.", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        second = _build(corpus, index, model)
+    assert second.added == ("b.txt",) and second.skipped == 1
+    assert not any("scan.pdf" in r.getMessage() for r in caplog.records)  # not re-read
+    (corpus / "scan.pdf").write_bytes(made.harbour_report())  # now it has text
+    third = _build(corpus, index, model)
+    assert third.added == ("scan.pdf",) and third.skipped == 0
+    assert "skipped" not in store.read_manifest(index)
+
+
+def test_the_extracted_text_is_kept_for_every_file(tmp_path, model):
+    import made_files as made
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The lighthouse was built in 1872.", encoding="utf-8")
+    (corpus / "r.pdf").write_bytes(made.harbour_report())
+    index = tmp_path / "i"
+    _build(corpus, index, model)
+    texts = store.read_texts(store.current_generation(index))
+    assert texts["a.txt"] == "The lighthouse was built in 1872."
+    assert texts["r.pdf"].startswith("The year in review\n\n")
+    data, _, _ = store.load_index(index)
+    for s in data.sentences:
+        assert texts[s.source][s.start:s.end] == s.text
+    # an update that keeps r.pdf carries its text over
+    (corpus / "b.txt").write_text("The ferry leaves at noon.", encoding="utf-8")
+    _build(corpus, index, model)
+    assert store.read_texts(store.current_generation(index))["r.pdf"] == texts["r.pdf"]

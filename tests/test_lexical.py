@@ -40,3 +40,15 @@ def test_idf_is_the_lucene_formula_bm25s_scores_with():
     for df, n in ((1, 1), (1, 3), (2, 3), (7, 1000), (1000, 1000)):
         assert lucene_idf(df, n) == _score_idf_lucene(df, n)  # the formula bm25s applies
     assert bm25._retriever.idf_method == "lucene"
+
+
+def test_reading_form_joins_a_word_hyphenated_at_a_line_end_and_keeps_offsets():
+    from embeddings.lexical import JOINER, reading_form
+
+    text = "traffic infor-\nmation, well-known, 2024-\n25 and US-\nChina"
+    form = reading_form(text)
+    assert len(form) == len(text)
+    assert form == text.replace("infor-\nmation", "infor" + JOINER * 2 + "mation")
+    assert tokenize(text) == tokenize("traffic information, well-known, 2024-\n25 and US-\nChina")
+    assert "inform" in tokenize(text) and "infor" not in tokenize(text)
+    assert reading_form("no line break-here") == "no line break-here"

@@ -61,7 +61,7 @@ def test_roundtrip_is_inspectable_and_exact(tmp_path):
     assert manifest["files"] == {"a.txt": "sha-a.txt", "b.txt": "sha-b.txt"}
     assert manifest["format_version"] == store.FORMAT_VERSION
     rows = [json.loads(line) for line in (gen / "documents.jsonl").read_text().splitlines()]
-    assert [store.DocumentRecord(**r) for r in rows] == list(data.documents)
+    assert [store.DocumentRecord.from_row(r) for r in rows] == list(data.documents)
     loaded, bm25, vectors = store.load_index(tmp_path)
     assert loaded.manifest == manifest and loaded.documents == data.documents
     assert loaded.chunks == data.chunks and loaded.sentences == data.sentences
@@ -177,3 +177,35 @@ def test_ivf_shape_grows_with_the_collection():
     assert store.ivf_shape(100_001) == (1024, 16)
     assert store.ivf_shape(1_000_000) == (2048, 32)
     assert store.ivf_shape(10) == (256, 16)
+
+
+def test_page_and_heading_of_an_offset():
+    pdf = store.DocumentRecord("r.pdf", "R", None, "h", 300, 1, 1, pages=(0, 120, 250))
+    assert [pdf.page(o) for o in (0, 119, 120, 249, 250, 299)] == [1, 1, 2, 2, 3, 3]
+    assert pdf.heading(10) is None
+    word = store.DocumentRecord("m.docx", "M", None, "h", 300, 1, 1,
+                                headings=((0, "Title"), (40, "Budget"), (90, "Staff")))
+    assert [word.heading(o) for o in (0, 39, 40, 89, 90, 299)] == [
+        "Title", "Title", "Budget", "Budget", "Staff", "Staff"]
+    assert word.page(10) is None
+    # a text before the first heading stands under none
+    late = store.DocumentRecord("m.docx", "M", None, "h", 300, 1, 1, headings=((50, "H"),))
+    assert late.heading(49) is None and late.heading(50) == "H"
+
+
+def test_texts_pages_and_headings_round_trip(tmp_path):
+    data = make_data({"a.txt": "Alpha one. Alpha two.", "b.txt": "Beta one. Beta two."})
+    docs = (data.documents[0].__class__(**{**data.documents[0].__dict__, "pages": (0, 11)}),
+            data.documents[1].__class__(**{**data.documents[1].__dict__,
+                                            "headings": ((0, "Beta"),)}))
+    texts = {"a.txt": "Alpha one. Alpha two.", "b.txt": "Beta one. Beta two."}
+    data = store.IndexData(data.manifest, docs, data.chunks, data.sentences,
+                           data.chunk_vectors, data.sentence_vectors, texts=texts)
+    gen = write(tmp_path, data)
+    loaded, _, _ = store.load_index(tmp_path)
+    assert loaded.documents == docs
+    assert store.read_texts(gen) == texts
+    assert store.read_texts(None) == {}
+    (gen / store.TEXTS_FILE).write_text("{broken\n")
+    with pytest.raises(store.IndexUnusable, match="texts.jsonl is damaged"):
+        store.read_texts(gen)

@@ -75,6 +75,7 @@ CSS = """
   padding: .15rem 0 .15rem .6rem; margin: .45rem 0; }
 .cqa-source-head { font-size: .85rem; }
 .cqa-file { font-family: var(--font-mono); font-size: .78rem; }
+.cqa-where { font-size: .78rem; font-weight: 600; }
 .cqa-meta { color: var(--body-text-color-subdued); font-size: .78rem; }
 .cqa-passage { margin: .25rem 0 0 0; font-size: .86rem;
   color: var(--body-text-color-subdued); }

@@ -158,14 +158,16 @@ def _passage_html(before: str, quote: str, after: str, quote_html: str | None = 
             f"{esc(after_text)}</blockquote>")
 
 
-def _source_head(n: int | None, source: str, index: Index | None) -> str:
-    """Title, date and file name of a source (its file name alone if not indexed)."""
+def _source_head(n: int | None, source: str, index: Index | None, where: str = "") -> str:
+    """Title, date and file name of a source (its file name alone if not indexed), and
+    where in it the quote stands ("report.pdf, p. 3")."""
     document = _document(index, source)
     title, date = (document.title, document.date) if document is not None else (source, None)
     num = f'<span class="cqa-ref">[{n}]</span> ' if n is not None else ""
     when = f' <span class="cqa-meta">· {esc(date)}</span>' if date else ""
+    place = f'<span class="cqa-where">, {esc(where)}</span>' if where else ""
     return (f'<div class="cqa-source-head">{num}<strong>{esc(title)}</strong>{when}<br>'
-            f'<span class="cqa-file">{esc(source)}</span></div>')
+            f'<span class="cqa-file">{esc(source)}</span>{place}</div>')
 
 
 def render_answer(answer: Answer, index: Index | None = None,
@@ -185,14 +187,15 @@ def render_answer(answer: Answer, index: Index | None = None,
         parts.append('<div class="cqa-h">Sources</div>')
         for n, c in enumerate(answer.citations, 1):
             parts.append('<div class="cqa-source">')
-            parts.append(_source_head(n, c.source, index))
+            parts.append(_source_head(n, c.source, index, c.where))
             parts.append(_passage_html(*citation_context(c, answer.passages, index),
                                        answer_html if n == 1 else None))
             parts.append("</div>")
         if len(answer.citations) > 1:
             others = "; ".join(
                 f'<span class="cqa-ref">[{n}]</span> {esc(c.title)} '
-                f'(<span class="cqa-file">{esc(c.source)}</span>)'
+                f'(<span class="cqa-file">{esc(c.source)}</span>'
+                f'{esc(", " + c.where) if c.where else ""})'
                 for n, c in enumerate(answer.citations[1:], 2))
             parts.append(f'<div class="cqa-also"><strong>Also reported by:</strong> '
                          f"{others}</div>")

@@ -49,6 +49,22 @@ def kind_response(exc: BaseException) -> JSONResponse | None:
     return None
 
 
+def reread_text(corpus, record) -> str | None:
+    """The text of an indexed file read again from the corpus, when the index holds none
+    (built before texts were kept) and the file is unchanged; else None."""
+    from pathlib import Path
+
+    from embeddings.documents import read_document
+
+    if corpus is None:
+        return None
+    path = Path(corpus) / record.source
+    doc = read_document(path, record.source) if path.is_file() else None
+    if doc is None or doc.sha256 != record.sha256:
+        return None
+    return doc.text
+
+
 def not_found_message(path: str) -> str:
     return f"no such page: {path} (the API is under /api/, see /docs)"
 

@@ -22,8 +22,10 @@ from qa.api.schemas import (
     INDEX_ERRORS,
     MAX_BODY_BYTES,
     RELOAD_ERRORS,
+    TEXT_ERRORS,
     AnswerResponse,
     DocumentsResponse,
+    DocumentTextResponse,
     HealthResponse,
     ReloadResponse,
     answer_request_model,
@@ -47,12 +49,13 @@ class _Elsewhere:
     """Every other method or path under /api/: 405 with `Allow` naming the methods the
     path takes, or 404."""
 
-    def __init__(self, allowed: dict[str, list[str]]) -> None:
-        self.allowed = allowed
+    def __init__(self, allowed: dict[str, tuple]) -> None:
+        self.allowed = allowed  # route path -> (its compiled pattern, methods)
 
     async def __call__(self, scope, receive, send) -> None:
         path, method = scope["path"], scope["method"]
-        allowed = self.allowed.get(path)
+        allowed = next((methods for pattern, methods in self.allowed.values()
+                        if pattern.match(path)), None)
         if allowed:
             response = JSONResponse(
                 {"error": f"{method} is not allowed on {path}; use {', '.join(allowed)}"},
@@ -150,9 +153,41 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
     async def documents() -> dict:
         """Every indexed file with its title, date and number of passages."""
         docs = [{"source": d.source, "title": d.title, "date": d.date, "chunks": d.chunks,
-                 "sentences": d.sentences, "chars": d.chars, "sha256": d.sha256}
+                 "sentences": d.sentences, "chars": d.chars, "sha256": d.sha256,
+                 "pages": len(d.pages) if d.pages else None}
                 for d in assistant.index.data.documents]
         return {"count": len(docs), "documents": docs}
+
+    @app.get("/api/documents/{source:path}/text", response_model=DocumentTextResponse,
+             responses=TEXT_ERRORS, tags=["index"],
+             summary="The text of one file that citations point into")
+    def document_text(source: str) -> dict:
+        """The text a citation's `start`/`end` index into, so anyone can check a quote:
+        `text[start:end] == quote`. For PDF, Word and HTML files it is the text extracted
+        when the file was indexed (pages and headings included); `source` is the path
+        relative to the corpus folder, as citations give it."""
+        index = assistant.index
+        record = index.records.get(source)
+        if record is None:
+            return JSONResponse({"error": f"no indexed file {source!r} (GET /api/documents "
+                                          "lists them)"}, status_code=404)
+        try:
+            text = index.text(source)
+        except Exception as exc:  # noqa: BLE001 - a damaged texts file: say so, keep serving
+            known = handlers.kind_response(exc)
+            if known is not None:
+                return known
+            raise
+        if text is None:
+            text = handlers.reread_text(assistant.settings.corpus, record)
+        if text is None:
+            return JSONResponse({"error": f"the index holds no text for {source!r} and the "
+                                          "file changed since it was indexed; update the "
+                                          "index (qa index, or POST /api/reload)"},
+                                status_code=503)
+        return {"source": source, "title": record.title, "text": text, "chars": len(text),
+                "pages": list(record.pages),
+                "headings": [{"offset": o, "heading": h} for o, h in record.headings]}
 
     @app.post("/api/reload", response_model=ReloadResponse, tags=["index"],
               responses=RELOAD_ERRORS, summary="Re-read the corpus and swap in the new index")
@@ -179,11 +214,12 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 "sentences": report.sentences, "embedded": report.embedded,
                 "seconds": round(report.seconds, 3)}
 
-    allowed: dict[str, list[str]] = {}
+    allowed: dict[str, tuple] = {}
     for route in app.routes:
         path = getattr(route, "path", "")
         if path.startswith(API_PREFIX):
-            allowed[path] = sorted({*allowed.get(path, ()), *route.methods})
+            methods = allowed.get(path, (None, ()))[1]
+            allowed[path] = (route.path_regex, sorted({*methods, *route.methods}))
     # An ASGI app as the endpoint: Starlette's route then takes every method (TRACE,
     # PROPFIND, ...), so none falls through to a page mounted at "/" and its 404.
     app.router.routes.append(Route("/api/{rest:path}", _Elsewhere(allowed),

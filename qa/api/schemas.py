@@ -148,6 +148,10 @@ class CitationOut(BaseModel):
     end: int = Field(description="Character offset just past the quote.")
     score: float = Field(description="0..1: the answer's confidence for citations[0]; "
                                      "similarity to the answer for the others.")
+    page: int | None = Field(None, description="PDF files: the 1-based page the quote "
+                                               "starts on; null for other files.")
+    heading: str | None = Field(None, description="Word files: the heading the quote "
+                                                  "stands under, if any; null otherwise.")
 
 
 class PassageOut(BaseModel):
@@ -209,6 +213,25 @@ class DocumentOut(BaseModel):
     sentences: int = Field(description="Sentences indexed from this file.")
     chars: int = Field(description="Length of the file's text in characters.")
     sha256: str = Field(description="SHA-256 of the file's bytes.")
+    pages: int | None = Field(None, description="PDF files: the number of pages.")
+
+
+class HeadingOut(BaseModel):
+    offset: int = Field(description="Where the heading starts in the text.")
+    heading: str
+
+
+class DocumentTextResponse(BaseModel):
+    source: str = Field(description="File path relative to the corpus folder.")
+    title: str
+    text: str = Field(description="The text citations' offsets point into: "
+                                  "quote == text[start:end]. For PDF, Word and HTML files "
+                                  "the extracted text, otherwise the file's text.")
+    chars: int = Field(description="len(text).")
+    pages: list[int] = Field(description="PDF files: the offset at which each page starts "
+                                         "(page n at pages[n - 1]); empty for others.")
+    headings: list[HeadingOut] = Field(description="Word files: the headings and where "
+                                                   "they start; empty for others.")
 
 
 class DocumentsResponse(BaseModel):
@@ -237,6 +260,7 @@ class ErrorResponse(BaseModel):
 
 _ERROR_TEXT = {
     400: "Invalid JSON, or input the engine can't use (an empty or over-long question).",
+    404: "No indexed file of that name.",
     409: "Another process is writing the index; try again when it is done.",
     413: f"Request body over {MAX_BODY_BYTES} bytes.",
     415: "Body not sent as application/json.",
@@ -256,3 +280,4 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 ANSWER_ERRORS = error_responses(400, 413, 415, 422, 500, 503)
 RELOAD_ERRORS = error_responses(400, 409, 500, 503)
 INDEX_ERRORS = error_responses(500, 503)  # GET /api/health, /api/documents
+TEXT_ERRORS = error_responses(404, 500, 503)  # GET /api/documents/{source}/text

@@ -218,7 +218,7 @@ def write_shard(folder: Path, number: int, of: int, identity: Identity,
 def top_manifest(identity: Identity, summaries: list[dict], seconds: float) -> dict:
     """The top generation's manifest: today's manifest over every document (so the
     single-machine staleness check reads it), with the shards and their offsets."""
-    records = [store.DocumentRecord(**r) for s in summaries for r in s["records"]]
+    records = [store.DocumentRecord.from_row(r) for s in summaries for r in s["records"]]
     n_chunks = sum(s["chunks"] for s in summaries)
     n_sentences = sum(s["sentences"] for s in summaries)
     manifest = identity.manifest(records, n_chunks, n_sentences, seconds)

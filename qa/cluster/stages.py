@@ -33,7 +33,7 @@ PAUSE_ENV = "QA_CLUSTER_PAUSE"  # fault trials: see `_pause_once`
 def doc_json(doc, sentences: list[Sentence], chunks: list[Chunk]) -> str:
     return json.dumps({
         "record": [doc.source, doc.title, doc.date, doc.sha256, len(doc.text), len(chunks),
-                   len(sentences)],
+                   len(sentences), list(doc.pages), [list(h) for h in doc.headings]],
         "sentences": [[s.start, s.end, s.text] for s in sentences],
         "chunks": [[c.start, c.end, c.text, c.first, c.last, c.tokens] for c in chunks]},
         ensure_ascii=False)
@@ -42,7 +42,9 @@ def doc_json(doc, sentences: list[Sentence], chunks: list[Chunk]) -> str:
 def parse_doc(text: str):
     """(record, sentences, chunks) of a document staged by `doc_json`."""
     raw = json.loads(text)
-    record = store.DocumentRecord(*raw["record"])
+    fields = ("source", "title", "date", "sha256", "chars", "chunks", "sentences", "pages",
+              "headings")
+    record = store.DocumentRecord.from_row(dict(zip(fields, raw["record"], strict=False)))
     source = record.source
     sentences = [Sentence(source, a, b, t) for a, b, t in raw["sentences"]]
     chunks = [Chunk(source, a, b, t, f, last, n) for a, b, t, f, last, n in raw["chunks"]]

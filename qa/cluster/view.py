@@ -115,6 +115,7 @@ class ShardedIndex(SentenceTokens):
         self.manifest = manifest
         self.documents = tuple(d for info in infos for d in info["documents"])
         self.titles = {d.source: d.title for d in self.documents}
+        self.records = {d.source: d for d in self.documents}
         self.dates = {d.source: d.date for d in self.documents}
         self._chunk_offsets = [int(i["chunk_offset"]) for i in infos]
         self._sentence_offsets = [int(i["sentence_offset"]) for i in infos]
@@ -228,6 +229,10 @@ class ShardedIndex(SentenceTokens):
             (0, self.sentence_vectors.shape[1]), np.float32)
 
     # -- sentences (as Index; tokens and words from SentenceTokens) ------------------------
+    def text(self, source: str) -> str | None:
+        """Shards keep no texts: the API reads an unchanged file again instead."""
+        return None
+
     def neighbours(self, i: int) -> list[int]:
         """As Index.neighbours: a document never spans shards, so a sentence of another
         shard is never a neighbour (and is not fetched to find that out)."""

@@ -1,0 +1,78 @@
+"""Read the text of a Word (.docx) file with python-docx (MIT), headings marked.
+
+Paragraphs and tables are read in document order; a table row becomes one line,
+"Cargo | 2024 | 2025", and a table one paragraph. Paragraphs are separated by a blank
+line. `headings` holds (offset, heading text) for every paragraph styled as a heading
+or title, so a citation can name the heading its quote stands under.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+
+class Unreadable(Exception):
+    """The file is not a readable .docx; the message says why."""
+
+
+@dataclass(frozen=True)
+class WordText:
+    text: str
+    headings: tuple[tuple[int, str], ...]
+    title: str | None
+
+
+def _is_heading(paragraph) -> bool:
+    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+    return name.startswith(("Heading", "Title"))
+
+
+def extract(data: bytes) -> WordText:
+    """The text of a .docx file's bytes; raises Unreadable with the reason."""
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - zip, XML and package errors alike
+        raise Unreadable(f"not a readable .docx file ({type(exc).__name__}: {exc})") from None
+    parts: list[str] = []
+    headings: list[tuple[int, str]] = []
+    offset = 0
+
+    def add(block: str) -> None:
+        nonlocal offset
+        if parts:
+            offset += 2  # the blank line between paragraphs
+        parts.append(block)
+        offset += len(block)
+
+    body = document.element.body
+    for child in body.iterchildren():
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            paragraph = Paragraph(child, document)
+            text = paragraph.text.strip()
+            if not text:
+                continue
+            if _is_heading(paragraph):
+                headings.append((offset + (2 if parts else 0), " ".join(text.split())))
+            add(text)
+        elif tag == "tbl":
+            rows = []
+            for row in Table(child, document).rows:
+                cells = []
+                for cell in row.cells:
+                    value = " ".join(cell.text.split())
+                    if value and (not cells or cells[-1] != value):  # merged cells repeat
+                        cells.append(value)
+                if cells:
+                    rows.append(" | ".join(cells))
+            if rows:
+                add("\n".join(rows))  # one paragraph: a row alone says little
+    title = document.core_properties.title
+    return WordText("\n\n".join(parts), tuple(headings),
+                    " ".join(title.split()) if title and title.strip() else None)
+

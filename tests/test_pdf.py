@@ -1,0 +1,137 @@
+"""embeddings/pdf.py: text, pages and reading order from made PDF files (tests/made_files.py),
+and the layout rules on hand-made lines and blocks."""
+
+from __future__ import annotations
+
+import made_files as made
+import pytest
+
+from embeddings import pdf
+from embeddings.pdf import Block, Line
+
+
+@pytest.fixture(scope="module")
+def report() -> pdf.PdfText:
+    return pdf.extract(made.harbour_report())
+
+
+def test_running_header_and_page_numbers_are_left_out(report):
+    assert made.HEADER not in report.text
+    assert all(line.strip() not in {"1", "2", "3", "4"} for line in report.text.split("\n"))
+
+
+def test_line_ends_stay_verbatim_hyphens_included(report):
+    assert "traffic infor-\nmation every month" in report.text
+
+
+def test_two_columns_drawn_across_the_page_are_read_column_by_column(report):
+    left, right = "\n".join(made.LEFT), "\n".join(made.RIGHT)
+    assert left in report.text and right in report.text
+    assert report.text.index(left) < report.text.index(right)
+
+
+def test_a_paragraph_runs_on_into_the_next_page(report):
+    run_on = "\n".join(made.PAGE1_RUN_ON + made.PAGE2_RUN_ON)
+    assert run_on in report.text  # one paragraph: joined by a newline, not a blank line
+
+
+def test_a_table_is_one_paragraph_of_rows(report):
+    rows = "\n".join(" | ".join(row) for row in made.TABLE)
+    assert f"{made.TABLE_CAPTION}\n\n{rows}" in report.text
+
+
+def test_pages_start_where_their_text_starts(report):
+    assert len(report.pages) == 4
+    assert report.pages[0] == 0 and report.text.startswith("The year in review")
+    # page 2 starts with the end of the paragraph that began on page 1
+    assert report.text[report.pages[1]:].startswith(made.PAGE2_RUN_ON[0])
+    assert report.text[report.pages[2]:].startswith(made.TABLE_CAPTION)
+    assert report.pages[3] == len(report.text)  # the scanned page holds no text
+    assert report.empty_pages == (4,)
+
+
+def test_title_comes_from_the_document_information(report):
+    assert report.title == "Harbour Authority Annual Report 2025"
+
+
+def test_a_scan_without_text_layer_is_unreadable():
+    with pytest.raises(pdf.Unreadable, match="no text layer"):
+        pdf.extract(made.scanned_pdf())
+
+
+def test_an_encrypted_file_is_unreadable():
+    with pytest.raises(pdf.Unreadable, match="encrypted"):
+        pdf.extract(made.encrypted_pdf())
+
+
+@pytest.mark.parametrize("data", [b"%PDF-1.4\n garbage", b"not a pdf at all",
+                                  made.harbour_report()[:900]])
+def test_a_damaged_file_is_unreadable(data):
+    with pytest.raises(pdf.Unreadable):
+        pdf.extract(data)
+
+
+# --- the rules, on hand-made lines and blocks ------------------------------------------
+
+
+def _line(text, y, x0=50.0, x1=300.0):
+    return Line(text, x0, x1, y, y + 10)
+
+
+def test_running_lines_repeat_in_the_margin_on_half_the_pages():
+    height = 800.0
+    pages = [([[_line(f"Report 2025 - page {n}", 780)], [_line("body", 400)]], 600.0, height)
+             for n in range(1, 4)]
+    pages.append(([[_line("body", 400)]], 600.0, height))
+    assert pdf.running_lines(pages) == {"report # - page #"}
+    assert pdf.running_lines(pages[:1]) == set()  # one page: nothing repeats
+
+
+def _block(top, x0=50.0, x1=280.0, lines=("x",), bottom=None, cells=1, full=False):
+    return Block(tuple(lines), x0, x1, top, top - 10 if bottom is None else bottom, 10.0,
+                 cells, full)
+
+
+def test_reading_order_bands_and_columns():
+    title = _block(800, x0=50, x1=550, lines=("Title",))
+    left_a, left_b = _block(700, lines=("L1",)), _block(600, lines=("L2",))
+    right_a, right_b = _block(700, x0=320, x1=550, lines=("R1",)), _block(650, x0=320,
+                                                                          x1=550, lines=("R2",))
+    wide = _block(500, x0=50, x1=550, lines=("Wide",))
+    below = _block(400, lines=("After",))
+    order = pdf.reading_order([below, right_b, left_b, wide, right_a, title, left_a], 600)
+    assert [b.text for b in order] == ["Title", "L1", "L2", "R1", "R2", "Wide", "After"]
+
+
+def test_joiner():
+    above = _block(700, bottom=690, lines=("The first line of a paragraph",))
+    close = _block(686, lines=("and its second line.",))   # 4 points below: same paragraph
+    apart = _block(670, lines=("A new paragraph.",))       # 20 points below: a blank line
+    assert pdf.joiner(above, close, same_page=True) == "\n"
+    assert pdf.joiner(above, apart, same_page=True) == "\n\n"
+    # across a page: runs on when the sentence is not over and the next starts in lower
+    # case, or the last line ran to the column's edge
+    ended = _block(100, lines=("It ended.",), full=True)
+    open_ = _block(100, lines=("It goes on",))
+    full = _block(100, lines=("It goes on",), full=True)
+    upper = _block(700, lines=("Paris and",))
+    lower = _block(700, lines=("on and on",))
+    assert pdf.joiner(open_, lower, same_page=False) == "\n"
+    assert pdf.joiner(open_, upper, same_page=False) == "\n\n"
+    assert pdf.joiner(full, upper, same_page=False) == "\n"
+    assert pdf.joiner(ended, lower, same_page=False) == "\n\n"
+    rows = _block(700, cells=3), _block(680, cells=3)
+    assert pdf.joiner(*rows, same_page=True) == "\n"
+    assert pdf.joiner(None, upper, same_page=False) == "\n\n"
+
+
+def test_short_lines_on_one_baseline_are_a_table_row():
+    cells = [[Line("Grain", 50, 80, 500, 510)], [Line("4.1", 170, 185, 500, 510)],
+             [Line("3.8", 290, 305, 500.5, 510.5)]]
+    long_lines = [[Line("a line of the left column, long", 50, 280, 400, 410)],
+                  [Line("a line of the right column, long", 320, 550, 400, 410)]]
+    blocks = pdf._rows(cells + long_lines, width=600)
+    texts = sorted(b.text for b in blocks)
+    assert texts == ["Grain | 4.1 | 3.8", "a line of the left column, long",
+                     "a line of the right column, long"]
+    assert [b.cells for b in blocks if "Grain" in b.text] == [3]
