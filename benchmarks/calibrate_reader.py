@@ -49,8 +49,9 @@ Rows = list[tuple[bool, float, list[tuple[float, float, float, int]]]]
 def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
             limit: int | None) -> tuple[Rows, float]:
     """Readings of every question, and the mean reading time per question (ms)."""
+    from qa.calibration import confidence_of
     from qa.engine import Assistant
-    from qa.ranker import confidence_of, score_candidates
+    from qa.ranker import score_candidates
     from qa.settings import Settings
 
     settings = Settings.load(corpus=corpus, reader=str(reader), reader_windows=windows)

@@ -41,11 +41,9 @@ def api_view(answer: dict) -> dict:
 
 
 def render(kind: str, arg: str, assistant) -> str:
-    from qa.cli import format_answer
-
     if kind == "ask":
         question = json.loads(arg)
-        return f"$ qa ask {arg}\n{format_answer(assistant.ask(question))}\n"
+        return f"$ qa ask {arg}\n{assistant.ask(question).to_text()}\n"
     body = json.loads(arg)
     answer = assistant.ask(body["question"], top_k=body.get("top_k")).to_dict()
     return json.dumps(api_view(answer), ensure_ascii=False, indent=2) + "\n"

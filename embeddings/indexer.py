@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings import store
+from embeddings import records, store
 from embeddings.chunking import (
     DEFAULT_ENCODING,
     Chunk,
@@ -264,7 +264,7 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
     with store.locked(index_dir):
         store.clean_leftovers(index_dir)
         store.checkpoint("locked")
-        old: store.IndexData | None = None
+        old: records.IndexData | None = None
         rebuilt = "rebuild requested" if rebuild else None
         manifest, generation = survey.manifest, store.current_generation(index_dir)
         if generation != survey.generation:  # another build switched generations since
@@ -360,7 +360,7 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
                 sentence_rows.extend((new_sent_vecs, s_off + i) for i in range(len(sents)))
                 c_off += len(chs)
                 s_off += len(sents)
-                documents.append(store.DocumentRecord(
+                documents.append(records.DocumentRecord(
                     source, doc.title, doc.date, doc.sha256, len(doc.text), len(chs),
                     len(sents), doc.pages, doc.headings))
                 texts[source] = doc.text
@@ -391,7 +391,7 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
                                            else None))
         if skipped_files:
             manifest["skipped"] = dict(sorted(skipped_files.items()))
-        data = store.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
+        data = records.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
                                chunk_vectors, sentence_vectors, texts=texts)
         bm25 = BM25.build([c.text for c in chunks])
         store.write_index(index_dir, data, bm25, approximate_above)
@@ -400,7 +400,7 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
                            len(sentences), embedded, seconds, rebuilt, True)
 
 
-def _rows_by_source(data: store.IndexData) -> dict:
+def _rows_by_source(data: records.IndexData) -> dict:
     """source -> (DocumentRecord, chunk indices, sentence indices) of a loaded index."""
     out: dict = {d.source: (d, [], []) for d in data.documents}
     for i, c in enumerate(data.chunks):

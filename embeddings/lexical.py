@@ -50,8 +50,10 @@ def _stem_all(words: list[str]) -> list[str]:
     return [_STEMS[w] for w in words]
 
 
-# A word hyphenated at a line end, as PDF text has it: "infor-\nmation".
-_LINE_END_HYPHEN = re.compile(r"(?<=[^\W\d_])-[ \t]*\r?\n[ \t]*(?=[^\W\d_A-Z])")
+# A word hyphenated at a line end, as PDF text has it: "infor-\nmation". The reader's
+# tokenizer drops the same match in its normalizer (`qa.reader.load_tokenizer`).
+LINE_END_HYPHEN = r"(?<=[^\W\d_])-[ \t]*\r?\n[ \t]*(?=[^\W\d_A-Z])"
+_LINE_END_HYPHEN = re.compile(LINE_END_HYPHEN)
 JOINER = "\u200b"  # zero width: BERT tokenizers drop it, so the word reads whole
 
 

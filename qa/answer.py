@@ -1,24 +1,23 @@
 """The answer: the chosen sentence quoted verbatim and cited, or the abstention.
 
 No text is generated. The ranker (`qa.ranker`) or the reader (`qa.reading`) chooses a
-sentence and a confidence; `compose` extends the quote by a neighbour when the sentence
-alone doesn't answer, cites it with its file offsets, adds other documents that state
-the same fact, and abstains below the threshold. Every citation's quote is
+sentence, a confidence and the sentences to quote (the sentence, or with a neighbour when
+it alone doesn't answer: `qa.features.extent`); `compose` cites the quote with its file
+offsets, adds other documents that state the same fact, and abstains below the
+threshold. Every citation's quote is
 `file_text[start:end]` of its source.
 """
 
 from __future__ import annotations
 
-import re
+import textwrap
 from dataclasses import dataclass, field
 
-from qa.features import FEATURES, coverage, has_type
 from qa.index import Index
 from qa.query import Query
 from qa.retrieve import Passage
 
 ABSTAIN_TEXT = "The documents don't contain an answer to this question."
-_TYPE_MISMATCH = FEATURES.index("type_mismatch")
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,44 @@ class Answer:
             "timings_ms": dict(self.timings_ms),
         }
 
+    def to_text(self, bold: bool = False) -> str:
+        """A readable answer: the quote (its answer phrase in bold on a terminal), the phrase
+        on its own line, numbered citations; or the abstention with the closest material."""
+        lines = []
+        width = 88
+        if self.answerable:
+            text = textwrap.fill(self.answer, width)
+            phrase = None
+            if self.answer_span is not None and self.citations:
+                a = self.answer_span[0] - self.citations[0].start
+                b = self.answer_span[1] - self.citations[0].start
+                if 0 <= a < b <= len(self.answer):
+                    phrase = self.answer[a:b]
+                    if bold and phrase in text:  # not when the wrap split the phrase
+                        head, _, tail = text.partition(phrase)
+                        text = f"{head}\033[1m{phrase}\033[0m{tail}"
+            lines.append(text + " [1]")
+            lines.append(("" if phrase is None else f"\nanswer: {' '.join(phrase.split())}")
+                         + f"\nconfidence {self.confidence:.2f}")
+            lines.append("\nsources:")
+            for n, c in enumerate(self.citations, 1):
+                tag = "" if n == 1 else "  (also reported)"
+                where = f", {c.where}" if c.where else ""
+                lines.append(f"  [{n}] {c.source}{where} (chars {c.start}-{c.end}){tag}")
+                lines.append(f"      {c.title}")
+                lines.append(textwrap.fill(f"“{c.quote}”", width, initial_indent="      ",
+                                           subsequent_indent="       "))
+        else:
+            lines.append(self.answer)
+            lines.append(f"\nconfidence {self.confidence:.2f}")
+            if self.passages:
+                lines.append("\nclosest material (not an answer):")
+                for p in self.passages[:3]:
+                    snippet = " ".join(p.text.split())
+                    snippet = snippet if len(snippet) <= 200 else snippet[:197] + "…"
+                    lines.append(f"  - {p.source}: {snippet}")
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -103,6 +140,7 @@ class Choice:
     confidence: float
     features: tuple[float, ...]
     phrase: tuple[int, int] | None = None
+    extent: tuple[int, int] | None = None  # sentences (first, last) to quote; None: alone
 
 
 def abstention(query: Query, confidence: float, passages: tuple[Passage, ...]) -> Answer:
@@ -117,39 +155,6 @@ def apply_threshold(answer: Answer, threshold: float) -> Answer:
         return answer
     return Answer(answer.question, ABSTAIN_TEXT, False, answer.confidence, (),
                   answer.passages, answer.searched_for, answer.timings_ms)
-
-
-_LEANS_BACK = re.compile(r"^[\"“‘']?(?:he|she|it|they|this|these|those|his|her|its|their|"
-                         r"there|such|both|but|however|instead|yet)\b", re.I)
-
-
-def extend(index: Index, query: Query, choice: Choice) -> tuple[int, int]:
-    """Sentences (first, last) of the answer: the chosen one alone, or with one neighbour
-    when the sentence alone doesn't answer: it lacks the kind of answer the question asks
-    for (a number, date, name) and the neighbour has it; or it leans on the sentence
-    before ("He said…", "But…"); or the pair covers clearly more of the question. A
-    marked answer phrase pins the quote to the chosen sentence."""
-    i = choice.sentence
-    if choice.phrase is not None:
-        return i, i
-    terms = query.terms
-    text = index.sentences[i].text
-    around = index.neighbours(i)
-    if choice.features[_TYPE_MISMATCH]:
-        for j in sorted(around, key=lambda j: (j < i, j)):  # next sentence first
-            if has_type(terms.kind, index.sentences[j].text, terms.token_set):
-                return min(i, j), max(i, j)
-    if i - 1 in around and _LEANS_BACK.match(text):
-        return i - 1, i
-    own = set(index.tokens(i))
-    alone = coverage(terms, own)
-    best, gain_needed = (i, i), 0.25
-    for j in around:
-        pair = coverage(terms, own | index.tokens(j))
-        if pair - alone >= gain_needed:
-            gain_needed = pair - alone
-            best = (min(i, j), max(i, j))
-    return best
 
 
 def balance_quotes(start: int, end: int, text: str) -> tuple[int, int, str]:
@@ -202,17 +207,18 @@ def corroborations(index: Index, passages: list[Passage], sentence: int,
     return out
 
 
-def compose(query: Query, index: Index, passages: list[Passage], choice: Choice | None, *,
-            top_k: int, threshold: float, corroborate_similarity: float) -> Answer:
+def compose(query: Query, index: Index, passages: list[Passage], choice: Choice | None,
+            span: tuple[int, int, str] | None = None, *, top_k: int, threshold: float,
+            corroborate_similarity: float) -> Answer:
     """The Answer for a question whose passages and chosen sentence are known (None: no
-    candidate at all): the abstention below `threshold`, else the cited quote."""
+    candidate at all): the abstention below `threshold`, else the cited quote. `span`:
+    (start, end, text) of the choice's `extent` when it spans two sentences
+    (`Index.quote`); None quotes the chosen sentence alone."""
     shown = tuple(passages[:top_k])
     if choice is None or not query.terms.words:
         return abstention(query, 0.0, shown)
     if choice.confidence < threshold:
         return abstention(query, choice.confidence, shown)
-    first, last = extend(index, query, choice)
-    span = index.quote(first, last) if first != last else None
     if span is None:
         s = index.sentences[choice.sentence]
         span = (s.start, s.end, s.text)

@@ -91,6 +91,24 @@ class Calibration:
         return {**out, **self.meta}
 
 
+def margin(candidates) -> float:
+    """The best candidate's logit minus the runner-up's (0..MAX_MARGIN); candidates
+    (`qa.ranker.Candidate`, best first) have a logit `z`."""
+    if not candidates:
+        return 0.0
+    if len(candidates) == 1:
+        return MAX_MARGIN
+    return min(candidates[0].z - candidates[1].z, MAX_MARGIN)
+
+
+def confidence_of(candidates, calibration: Calibration) -> float:
+    """Confidence in 0..1 that the best candidate answers (0 without candidates)."""
+    if not candidates:
+        return 0.0
+    best = candidates[0]
+    return calibration.confidence(best.features, best.z, margin(candidates))
+
+
 def default() -> Calibration:
     """Hand-set ranker weights and threshold (no confidence model), for when none is fitted."""
     return Calibration(np.array([DEFAULT_WEIGHTS[f] for f in FEATURES], dtype=np.float64),

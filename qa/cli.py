@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import textwrap
 
 EPILOG = """examples:
   qa index                                  build/update the index of ./seeds
@@ -229,44 +228,6 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_answer(answer, bold: bool = False) -> str:
-    """A readable answer: the quote (its answer phrase in bold on a terminal), the phrase
-    on its own line, numbered citations; or the abstention with the closest material."""
-    lines = []
-    width = 88
-    if answer.answerable:
-        text = textwrap.fill(answer.answer, width)
-        phrase = None
-        if answer.answer_span is not None and answer.citations:
-            a = answer.answer_span[0] - answer.citations[0].start
-            b = answer.answer_span[1] - answer.citations[0].start
-            if 0 <= a < b <= len(answer.answer):
-                phrase = answer.answer[a:b]
-                if bold and phrase in text:  # not when the wrap split the phrase
-                    text = text.replace(phrase, f"\033[1m{phrase}\033[0m", 1)
-        lines.append(text + " [1]")
-        lines.append(("" if phrase is None else f"\nanswer: {' '.join(phrase.split())}")
-                     + f"\nconfidence {answer.confidence:.2f}")
-        lines.append("\nsources:")
-        for n, c in enumerate(answer.citations, 1):
-            tag = "" if n == 1 else "  (also reported)"
-            where = f", {c.where}" if c.where else ""
-            lines.append(f"  [{n}] {c.source}{where} (chars {c.start}-{c.end}){tag}")
-            lines.append(f"      {c.title}")
-            lines.append(textwrap.fill(f"“{c.quote}”", width, initial_indent="      ",
-                                       subsequent_indent="       "))
-    else:
-        lines.append(answer.answer)
-        lines.append(f"\nconfidence {answer.confidence:.2f}")
-        if answer.passages:
-            lines.append("\nclosest material (not an answer):")
-            for p in answer.passages[:3]:
-                snippet = " ".join(p.text.split())
-                snippet = snippet if len(snippet) <= 200 else snippet[:197] + "…"
-                lines.append(f"  - {p.source}: {snippet}")
-    return "\n".join(lines)
-
-
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.engine import Assistant, clean_question
 
@@ -277,7 +238,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
-        print(format_answer(answer, bold=sys.stdout.isatty()))
+        print(answer.to_text(bold=sys.stdout.isatty()))
     return 0
 
 

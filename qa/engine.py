@@ -151,18 +151,6 @@ class Assistant:
             return self.reader.threshold
         return calibration.load().threshold
 
-    def choose(self, query: Query, index: Index, passages) -> Choice | None:
-        """The sentence that answers best and the confidence that it does: the ranker's
-        best, re-read by the reader when there is one; None without candidates."""
-        ranking = rank(query, index, passages, calibration.load(), self.settings.answer_passages)
-        if not ranking.candidates:
-            return None
-        if self.reader is not None:
-            return self.reader.choose(query, index, passages, ranking.candidates,
-                                      ranking.confidence)
-        best = ranking.candidates[0]
-        return Choice(best.sentence, ranking.confidence, best.features)
-
     def candidates(self, question: str) -> list[tuple[Sentence, tuple[float, ...]]]:
         """Every candidate sentence for a question with its feature values
         (`qa.features.FEATURES`), best first: the input for refitting the calibration
@@ -197,8 +185,21 @@ class Assistant:
         t1 = time.perf_counter()
         passages = index.search(query, self.search_settings, top_k)
         t2 = time.perf_counter()
-        choice = self.choose(query, index, passages)
-        answer = compose(query, index, passages, choice, top_k=top_k,
+        # the sentence that answers best and the confidence that it does: the ranker's
+        # best, re-read by the reader when there is one; None without candidates
+        ranking = rank(query, index, passages, calibration.load(), s.answer_passages)
+        choice = None
+        if ranking.candidates and self.reader is not None:
+            choice = self.reader.choose(query, index, passages, ranking.candidates,
+                                        ranking.confidence)
+        elif ranking.candidates:
+            best = ranking.candidates[0]
+            choice = Choice(best.sentence, ranking.confidence, best.features,
+                            extent=best.extent)
+        extent = choice.extent if choice is not None else None
+        # the quote of two sentences comes from a chunk that holds both (None: it alone)
+        span = index.quote(*extent) if extent and extent[0] != extent[1] else None
+        answer = compose(query, index, passages, choice, span, top_k=top_k,
                          threshold=self.threshold() if abstain else 0.0,
                          corroborate_similarity=s.corroborate_similarity)
         t4 = time.perf_counter()

@@ -131,3 +131,31 @@ def sentence_features(terms: Terms, query_vector: np.ndarray, *, dense: float,
             novelty(terms, tokens), missing_rarest(terms, context_tokens),
             window_cosine(query_vector, window_vectors), bigram_share(terms, words),
             negation_mismatch(terms, text))
+
+
+_LEANS_BACK = re.compile(r"^[\"“‘']?(?:he|she|it|they|this|these|those|his|her|its|their|"
+                         r"there|such|both|but|however|instead|yet)\b", re.I)
+
+
+def extent(terms: Terms, i: int, text: str, tokens: frozenset[str],
+           neighbours: list[tuple[int, str, frozenset[str]]], mismatch: bool) -> tuple[int, int]:
+    """Sentences (first, last) of the quote for sentence i (`text`, `tokens`) among its
+    `neighbours` (j, text, tokens): i alone, or with one neighbour when i alone doesn't
+    answer: it lacks the kind of answer asked for (`mismatch`: a number, date, name) and
+    the neighbour has it (the next sentence first); or it leans on the sentence before
+    ("He said…", "But…"); or the pair covers clearly more of the question."""
+    if mismatch:
+        for j, other, _ in sorted(neighbours, key=lambda n: (n[0] < i, n[0])):
+            if has_type(terms.kind, other, terms.token_set):
+                return min(i, j), max(i, j)
+    if any(j == i - 1 for j, _, _ in neighbours) and _LEANS_BACK.match(text):
+        return i - 1, i
+    alone = coverage(terms, tokens)
+    best, gain_needed = (i, i), 0.25
+    for j, _, other in neighbours:
+        pair = coverage(terms, tokens | other)
+        if pair - alone >= gain_needed:
+            gain_needed = pair - alone
+            best = (min(i, j), max(i, j))
+    return best
+

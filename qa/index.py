@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings import store
+from embeddings import records, store
 from embeddings.lexical import BM25, tokenize
 from qa.query import Query
-from qa.retrieve import Passage, best_fused, collapse, rrf, top_n
+from qa.retrieve import Passage, fuse, top_n
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class SentenceTokens:
 class Index(SentenceTokens):
     """One index generation in memory. Thread-safe for concurrent searches."""
 
-    def __init__(self, data: store.IndexData, bm25: BM25, vectors) -> None:
+    def __init__(self, data: records.IndexData, bm25: BM25, vectors) -> None:
         self.data = data
         self.bm25 = bm25
         self.vectors = vectors  # the FAISS index of the chunk vectors
@@ -146,41 +146,3 @@ class Index(SentenceTokens):
         lexical = self.bm25.scores(list(query.tokens))
         return fuse(self, query, s, dense_rank, dense, top_n(lexical, k),
                     lambda i: float(lexical[i]))
-
-    def passage_sentences(self, passages: list[Passage], n: int) -> dict[int, int]:
-        """sentence -> the first of the best `n` passages that holds it."""
-        seen: dict[int, int] = {}
-        for p, passage in enumerate(passages[:n]):
-            chunk = self.chunks[passage.chunk]
-            for s in range(chunk.first, chunk.last + 1):
-                seen.setdefault(s, p)
-        return seen
-
-
-def fuse(index, query: Query, s: SearchSettings, dense_rank: list[int], dense: dict[int, float],
-         lexical_rank: list[int], bm25_of, prefetch=None) -> list[Passage]:
-    """Passages from the two rankings: weighted RRF, a cosine for BM25-only chunks,
-    near-duplicates from other files folded into the better one. `index` has `chunks` and
-    `chunk_vectors` (an `Index` or the cluster's `ShardedIndex`, which `prefetch`es the
-    rows it will read); `bm25_of(i)` is chunk i's BM25 score."""
-    weights = (s.dense_weight, s.bm25_weight)
-    fused = rrf([dense_rank, lexical_rank], s.rrf_k, weights)
-    order = sorted(fused, key=lambda i: (-fused[i], i))
-    if prefetch is not None:
-        prefetch(order)
-    dense = dict(dense)
-    missing = [i for i in order if i not in dense]  # BM25-only: give them a cosine too
-    if missing:
-        cos = index.chunk_vectors[missing] @ query.vector
-        dense.update({i: float(c) for i, c in zip(missing, cos, strict=True)})
-    best = best_fused(s.rrf_k, weights)
-    out = []
-    for i, folded in collapse(order, index.chunk_vectors[order],
-                              [index.chunks[i].source for i in order], s.duplicate_similarity):
-        c = index.chunks[i]
-        also = tuple(dict.fromkeys(index.chunks[j].source for j in folded
-                                   if index.chunks[j].source != c.source))
-        score = min(1.0, fused[i] / best) if best > 0 else 0.0
-        out.append(Passage(c.source, c.text, c.start, c.end, score, i, also, dense[i],
-                           bm25_of(i), folded))
-    return out

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.errors import Unusable
-from embeddings.lexical import reading_form
+from embeddings.lexical import LINE_END_HYPHEN
 
 READER_DIR = Path(__file__).parent / "data" / "reader"
 MODEL_FILE = "model-int8.onnx"
@@ -59,12 +59,17 @@ class Window:
 
 
 def load_tokenizer(path: Path | str):
-    """The word-piece tokenizer from a tokenizer.json, without padding or truncation."""
-    from tokenizers import Tokenizer
+    """The word-piece tokenizer from a tokenizer.json, without padding or truncation, that
+    reads a word hyphenated at a line end ("infor-\nmation", PDF text) as one word; its
+    offsets still point into the text as given."""
+    from tokenizers import Regex, Tokenizer, normalizers
 
     tok = Tokenizer.from_file(str(path))
     tok.no_padding()
     tok.no_truncation()
+    joined = normalizers.Replace(Regex(LINE_END_HYPHEN), "")
+    tok.normalizer = (normalizers.Sequence([joined, tok.normalizer])
+                      if tok.normalizer is not None else joined)
     return tok
 
 
@@ -82,8 +87,7 @@ class Pieces:
     def __call__(self, text: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
         got = self._cache.get(text)
         if got is None:
-            # the reading form keeps offsets (zero-width joiners stand in for "-\n")
-            e = self.tokenizer.encode(reading_form(text), add_special_tokens=False)
+            e = self.tokenizer.encode(text, add_special_tokens=False)
             got = (tuple(e.ids), tuple(e.offsets))
             with self._lock:
                 if len(self._cache) >= self._size:
@@ -96,8 +100,7 @@ class Pieces:
         new = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if not new:
             return
-        enc = self.tokenizer.encode_batch([reading_form(t) for t in new],
-                                          add_special_tokens=False)
+        enc = self.tokenizer.encode_batch(new, add_special_tokens=False)
         with self._lock:
             if len(self._cache) + len(new) > self._size:
                 self._cache.clear()

@@ -94,14 +94,13 @@ class Stack:
                    {k: v for k, v in d.items() if k not in known})
 
 
-def windows_for(index: Index, sentences: list[int]) -> list[list[int]]:
-    """Runs of consecutive sentences to read: each sentence with its neighbours in its
-    document; runs of one document that overlap or touch are merged."""
+def windows_for(index: Index, candidates: list[Candidate]) -> list[list[int]]:
+    """Runs of consecutive sentences to read: each candidate with its neighbours in its
+    document (`Candidate.window`); runs of one document that overlap or touch are
+    merged."""
     spans: dict[str, list[tuple[int, int]]] = {}
-    for i in sentences:
-        around = index.neighbours(i)
-        spans.setdefault(index.sentences[i].source, []).append(
-            (min([i, *around]), max([i, *around])))
+    for c in candidates:
+        spans.setdefault(index.sentences[c.sentence].source, []).append(c.window)
     out = []
     for runs in spans.values():
         runs.sort()
@@ -121,7 +120,7 @@ def read(reader: Reader, query: Query, index: Index, candidates: list[Candidate]
     top = candidates[:n]
     ranker = {c.sentence: c.z for c in candidates}
     floor = min(ranker.values()) - 1.0 if ranker else 0.0
-    windows = windows_for(index, [c.sentence for c in top])
+    windows = windows_for(index, top)
     results = reader.read(query.searched_for, [[index.sentences[i].text for i in w]
                                                for w in windows])
     best: dict[int, Reading] = {}
@@ -158,10 +157,17 @@ class ReadingStage:
                         key=lambda x: (-x[0], x[1].sentence))
         score, best = scored[0]
         margin = score - scored[1][0] if len(scored) > 1 else MAX_MARGIN
-        features = next((c.features for c in candidates if c.sentence == best.sentence),
-                        candidates[0].features)
+        chosen = next((c for c in candidates if c.sentence == best.sentence), None)
+        features = (chosen or candidates[0]).features
         confidence = self.stack.confidence(score, margin, best, ranker_confidence)
-        return Choice(best.sentence, confidence, features, best.phrase)
+        if best.phrase is not None:  # a marked answer phrase pins the quote to its sentence
+            span = None
+        elif chosen is not None:
+            span = chosen.extent
+        else:  # a neighbour the reader read in a candidate's window
+            span = next(e for c in candidates for j, e in c.neighbour_extents
+                        if j == best.sentence)
+        return Choice(best.sentence, confidence, features, best.phrase, span)
 
 
 def reader_folder(settings: Settings) -> Path | None:

@@ -1,15 +1,22 @@
-"""Retrieval math as plain functions: rank fusion, top-n, near-duplicate collapsing.
+"""Retrieval math as plain functions: rank fusion, top-n, near-duplicate collapsing, and
+`fuse`, which puts them together into passages.
 
-`qa.index.Index.search` runs them over the index's FAISS and BM25 rankings; nothing
-here touches an index, so each is tested on hand-made numbers.
+`qa.index.Index.search` (and the cluster's `ShardedIndex.search`) hand `fuse` the FAISS
+and BM25 rankings; it reads only the index's chunk table and chunk vectors. The other
+functions touch no index, so each is tested on hand-made numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qa.index import SearchSettings
+    from qa.query import Query
 
 
 @dataclass(frozen=True)
@@ -92,4 +99,33 @@ def collapse(order: Sequence[int], vectors: np.ndarray, sources: Sequence[str],
                 continue
         out.append((item, ()))
         kept.append(r)
+    return out
+
+
+def fuse(index, query: Query, s: SearchSettings, dense_rank: list[int], dense: dict[int, float],
+         lexical_rank: list[int], bm25_of, prefetch=None) -> list[Passage]:
+    """Passages from the two rankings: weighted RRF, a cosine for BM25-only chunks,
+    near-duplicates from other files folded into the better one. `index` has `chunks` and
+    `chunk_vectors` (an `Index` or the cluster's `ShardedIndex`, which `prefetch`es the
+    rows it will read); `bm25_of(i)` is chunk i's BM25 score."""
+    weights = (s.dense_weight, s.bm25_weight)
+    fused = rrf([dense_rank, lexical_rank], s.rrf_k, weights)
+    order = sorted(fused, key=lambda i: (-fused[i], i))
+    if prefetch is not None:
+        prefetch(order)
+    dense = dict(dense)
+    missing = [i for i in order if i not in dense]  # BM25-only: give them a cosine too
+    if missing:
+        cos = index.chunk_vectors[missing] @ query.vector
+        dense.update({i: float(c) for i, c in zip(missing, cos, strict=True)})
+    best = best_fused(s.rrf_k, weights)
+    out = []
+    for i, folded in collapse(order, index.chunk_vectors[order],
+                              [index.chunks[i].source for i in order], s.duplicate_similarity):
+        c = index.chunks[i]
+        also = tuple(dict.fromkeys(index.chunks[j].source for j in folded
+                                   if index.chunks[j].source != c.source))
+        score = min(1.0, fused[i] / best) if best > 0 else 0.0
+        out.append(Passage(c.source, c.text, c.start, c.end, score, i, also, dense[i],
+                           bm25_of(i), folded))
     return out

@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from embeddings import store
+from embeddings import records, store
 from embeddings.chunking import Chunk, chunk_sentences, sentences_of, token_counter
 from embeddings.documents import Document
 from embeddings.lexical import BM25, tokenize
@@ -35,7 +35,7 @@ def embed(text: str, dim: int = DIM) -> np.ndarray:
 
 
 def tiny_data(texts: dict[str, str], chunk_tokens: int = 40,
-              overlap: int = 10) -> store.IndexData:
+              overlap: int = 10) -> records.IndexData:
     count = token_counter()
     docs, chunks, sentences = [], [], []
     for source, text in texts.items():
@@ -47,11 +47,11 @@ def tiny_data(texts: dict[str, str], chunk_tokens: int = 40,
         sentences.extend(sents)
         chunks.extend(Chunk(c.source, c.start, c.end, c.text, c.first + base, c.last + base,
                             c.tokens) for c in cs)
-        docs.append(store.DocumentRecord(source, doc.title, None, doc.sha256, len(text),
+        docs.append(records.DocumentRecord(source, doc.title, None, doc.sha256, len(text),
                                          len(cs), len(sents)))
     manifest = store.make_manifest("bag-of-words", DIM, {"x": 1}, docs, len(chunks),
                                    len(sentences), 0.0)
-    return store.IndexData(manifest, tuple(docs), tuple(chunks), tuple(sentences),
+    return records.IndexData(manifest, tuple(docs), tuple(chunks), tuple(sentences),
                            np.vstack([embed(c.text) for c in chunks]),
                            np.vstack([embed(s.text) for s in sentences]))
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from corpora import query_of, tiny_index
 
-from qa.answer import ABSTAIN_TEXT, Choice, apply_threshold, balance_quotes, compose, extend
-from qa.features import FEATURES
+from qa.answer import ABSTAIN_TEXT, Choice, apply_threshold, balance_quotes, compose
+from qa.features import FEATURES, extent
 from qa.index import SearchSettings
 
 NO_MISMATCH = tuple(0.0 for _ in FEATURES)
@@ -29,12 +29,23 @@ def sentence(index, text):
     return next(i for i, s in enumerate(index.sentences) if s.text == text)
 
 
+def extent_of(q, index, i, mismatch):
+    """The quote's sentences for sentence i, as the ranker gives them its candidates."""
+    return extent(q.terms, i, index.sentences[i].text, index.tokens(i),
+                  [(j, index.sentences[j].text, index.tokens(j)) for j in index.neighbours(i)],
+                  mismatch)
+
+
 def answer(index, question, text, confidence=0.9, features=NO_MISMATCH, threshold=0.5,
            phrase=None):
     q = query_of(index, question)
     passages = index.search(q, SearchSettings(candidates=10))
-    choice = Choice(sentence(index, text), confidence, features, phrase)
-    return compose(q, index, passages, choice, top_k=2, threshold=threshold,
+    i = sentence(index, text)
+    mismatch = bool(features[FEATURES.index("type_mismatch")])
+    span = None if phrase else extent_of(q, index, i, mismatch)
+    choice = Choice(i, confidence, features, phrase, span)
+    quoted = index.quote(*span) if span and span[0] != span[1] else None
+    return compose(q, index, passages, choice, quoted, top_k=2, threshold=threshold,
                    corroborate_similarity=0.7)
 
 
@@ -56,11 +67,14 @@ def test_a_sentence_without_the_asked_type_takes_the_neighbour_that_has_it(index
 
 
 def test_a_sentence_leaning_back_takes_the_one_before(index):
-    q = query_of(index, "Was the bridge worth it?")
-    first = sentence(index, "He said it was worth it.")
-    assert extend(index, q, Choice(first, 0.9, NO_MISMATCH)) == (first - 1, first)
+    a = answer(index, "Was the bridge worth it?", "He said it was worth it.")
+    assert a.answer == "It cost 38 million euros. He said it was worth it."
     # a marked answer phrase pins the quote to its sentence
-    assert extend(index, q, Choice(first, 0.9, NO_MISMATCH, (0, 2))) == (first, first)
+    c = sentence(index, "He said it was worth it.")
+    start = index.sentences[c].start
+    pinned = answer(index, "Was the bridge worth it?", "He said it was worth it.",
+                    phrase=(start, start + 2))
+    assert pinned.answer == "He said it was worth it."
 
 
 def test_other_files_stating_the_same_fact_are_cited_too(index):

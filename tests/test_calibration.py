@@ -10,6 +10,7 @@ import pytest
 
 from qa import calibration as C
 from qa.features import FEATURES
+from qa.ranker import Candidate
 
 
 def test_confidence_input_and_the_confidence_model():
@@ -88,3 +89,13 @@ def test_standardized_fit_gives_weights_for_the_raw_columns():
     assert abs(w_raw[-1] - w_unit[-1]) < 1e-6
     p = 1 / (1 + np.exp(-((X * scale) @ w_raw[:-1] + w_raw[-1])))
     assert ((p > 0.5) == (y == 1)).mean() > 0.95
+
+
+def test_margin_and_confidence():
+    f = tuple(0.0 for _ in FEATURES)
+    best, second = Candidate(1, 0, f, 2.0), Candidate(2, 0, f, 1.5)  # logits 2.0 and 1.5
+    assert C.margin([best, second]) == 2.0 - 1.5
+    assert C.margin([best]) == C.MAX_MARGIN and C.margin([]) == 0
+    plain = C.Calibration(np.zeros(len(FEATURES)), 0.0, 0.5)
+    assert C.confidence_of([best, second], plain) == pytest.approx(1 / (1 + math.exp(-2.0)))
+    assert C.confidence_of([], plain) == 0.0

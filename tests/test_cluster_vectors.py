@@ -7,7 +7,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from embeddings import store
+from embeddings import records, store
 
 
 def test_ivfpq_shape_at_ten_million_and_beyond():
@@ -59,10 +59,10 @@ def test_a_compressed_generation_re_ranks_with_its_exact_vectors(tmp_path):
     n = 42_000
     centres = rng.standard_normal((300, 20))
     x = _unit(centres[rng.integers(0, 300, n)] + 0.3 * rng.standard_normal((n, 20)))
-    doc = store.DocumentRecord("a.txt", "A", None, "sha-a", 5, n, 1)
+    doc = records.DocumentRecord("a.txt", "A", None, "sha-a", 5, n, 1)
     chunks = tuple(Chunk("a.txt", 0, 5, f"alpha {i % 97}", 0, 0, 2) for i in range(n))
     manifest = store.make_manifest("fake", 20, {"x": 1}, [doc], n, 1, 0.0)
-    data = store.IndexData(manifest, (doc,), chunks, (Sentence("a.txt", 0, 5, "alpha"),),
+    data = records.IndexData(manifest, (doc,), chunks, (Sentence("a.txt", 0, 5, "alpha"),),
                            x, _unit(rng.standard_normal((1, 20))))
     with store.locked(tmp_path):
         gen = store.write_index(tmp_path, data, BM25.build([c.text for c in chunks]),

@@ -90,3 +90,30 @@ def test_sentence_features_in_table_order():
         "passage_score": 0.9, "unknown": 0.0, "headline": 0.0, "type_mismatch": 0.0,
         "novelty": 2 / 3, "missing_rarest": 0.0, "context_dense": 1.0, "bigrams": 0.0,
         "negation": 0.0})
+
+
+def _sent(i, text):
+    from embeddings.lexical import tokenize
+
+    return i, text, frozenset(tokenize(text))
+
+
+def test_extent_takes_the_neighbour_with_the_asked_type_next_one_first():
+    before, chosen, after = (_sent(4, "Costs were 12 million in 2020."),
+                             _sent(5, "The bridge opened on Monday."),
+                             _sent(6, "It cost 38 million euros."))
+    neighbours = [before, after]
+    assert F.extent(TERMS, 5, chosen[1], chosen[2], neighbours, mismatch=True) == (5, 6)
+    assert F.extent(TERMS, 5, chosen[1], chosen[2], [before], mismatch=True) == (4, 5)
+    # without the mismatch flag only a clear gain in coverage extends it: "cost" (idf 3
+    # of 4) is new in the next sentence, 3/4 - 1/4 = 0.5 >= 0.25
+    assert F.extent(TERMS, 5, chosen[1], chosen[2], neighbours, mismatch=False) == (5, 6)
+    assert F.extent(TERMS, 5, chosen[1], chosen[2], [], mismatch=True) == (5, 5)
+
+
+def test_extent_of_a_sentence_leaning_back_takes_the_one_before():
+    lean = _sent(8, "He said it was worth every cent of the cost of the bridge.")
+    before = _sent(7, "The mayor spoke.")
+    assert F.extent(TERMS, 8, lean[1], lean[2], [before], mismatch=False) == (7, 8)
+    # not when the sentence before is in another file (not a neighbour)
+    assert F.extent(TERMS, 8, lean[1], lean[2], [], mismatch=False) == (8, 8)

@@ -125,11 +125,9 @@ def test_the_api_serves_the_text_quotes_point_into(assistant):
 
 
 def test_qa_ask_names_the_page_and_the_heading(assistant):
-    from qa.cli import format_answer
-
-    shown = format_answer(assistant.ask(CASES[0][0]))
+    shown = assistant.ask(CASES[0][0]).to_text()
     assert "  [1] report.pdf, p. 1 (chars " in shown
-    shown = format_answer(assistant.ask(CASES[6][0]))
+    shown = assistant.ask(CASES[6][0]).to_text()
     assert "  [1] minutes.docx, under “Budget” (chars " in shown
 
 

@@ -57,11 +57,3 @@ def test_sentences_tokens_neighbours_and_quotes(index):
     start, end, text = index.quote(first, first + 1)
     assert text == TEXTS["weather.txt"][start:end] == TEXTS["weather.txt"]
     assert index.titles["weather.txt"] == "Weather" and index.n_chunks == len(index.chunks)
-
-
-def test_passage_sentences_maps_each_sentence_to_its_best_passage(index):
-    q = query_of(index, "How much did the Lyon bridge cost?")
-    passages = index.search(q, SearchSettings(candidates=10))
-    seen = index.passage_sentences(passages, 1)
-    chunk = index.chunks[passages[0].chunk]
-    assert seen == dict.fromkeys(range(chunk.first, chunk.last + 1), 0)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from corpora import query_of, tiny_index
 
-from qa.calibration import MAX_MARGIN, Calibration
+from qa.calibration import Calibration
 from qa.features import FEATURES
 from qa.index import SearchSettings
-from qa.ranker import Candidate, confidence_of, margin, score_candidates
+from qa.ranker import passage_sentences, score_candidates
 
 TEXTS = {"bridge.txt": "The new bridge opened in Lyon on Monday. It cost 38 million euros. "
                        "Traffic is expected to ease.",
@@ -53,10 +51,12 @@ def test_the_logit_is_the_weighted_features_plus_bias(index):
     assert index.sentences[typed[0].sentence].text == "It cost 38 million euros."
 
 
-def test_margin_and_confidence():
-    f = tuple(0.0 for _ in FEATURES)
-    best, second = Candidate(1, 0, f, 2.0), Candidate(2, 0, f, 1.5)
-    assert margin([best, second]) == 0.5 and margin([best]) == MAX_MARGIN and margin([]) == 0
-    plain = Calibration(np.zeros(len(FEATURES)), 0.0, 0.5)
-    assert confidence_of([best, second], plain) == pytest.approx(1 / (1 + math.exp(-2.0)))
-    assert confidence_of([], plain) == 0.0
+def test_passage_sentences_maps_each_sentence_to_its_first_passage():
+    from types import SimpleNamespace as NS
+
+    chunks = [NS(first=0, last=2), NS(first=2, last=4), NS(first=5, last=5)]
+    passages = [NS(chunk=1), NS(chunk=0), NS(chunk=2)]
+    # sentence 2 is in both chunks 0 and 1: the better passage (0, chunk 1) keeps it
+    assert passage_sentences(chunks, passages, 2) == {2: 0, 3: 0, 4: 0, 0: 1, 1: 1}
+    assert passage_sentences(chunks, passages, 1) == {2: 0, 3: 0, 4: 0}
+    assert passage_sentences(chunks, [], 3) == {}

@@ -47,9 +47,18 @@ def index():
 def test_windows_take_neighbours_and_merge_runs_of_one_document(index):
     b = [i for i, s in enumerate(index.sentences) if s.source == "bridge.txt"]
     w = [i for i, s in enumerate(index.sentences) if s.source == "weather.txt"]
-    assert windows_for(index, [b[0]]) == [[b[0], b[1]]]
-    assert windows_for(index, [b[0], b[3]]) == [b]  # [0,1] and [2,3] touch: one window
-    assert windows_for(index, [b[1], w[0]]) == [b[:3], w]
+    q = query_of(index, "How much did the bridge cost?")
+    passages = index.search(q, SearchSettings(candidates=10))
+    by_sentence = {c.sentence: c for c in score_candidates(q, index, passages,
+                                                           default(), 10)}
+
+    def of(*rows):
+        return [by_sentence[i] for i in rows]
+
+    assert by_sentence[b[1]].window == (b[0], b[2])  # the sentence with its neighbours
+    assert windows_for(index, of(b[0])) == [[b[0], b[1]]]
+    assert windows_for(index, of(b[0], b[3])) == [b]  # [0,1] and [2,3] touch: one window
+    assert windows_for(index, of(b[1], w[0])) == [b[:3], w]
 
 
 def test_readings_carry_reader_scores_ranker_logits_and_file_offsets(index):

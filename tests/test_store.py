@@ -11,14 +11,14 @@ import os
 import numpy as np
 import pytest
 
-from embeddings import store
+from embeddings import records, store
 from embeddings.chunking import chunk_sentences, sentences_of, token_counter
 from embeddings.documents import Document
 from embeddings.errors import Busy, Unusable
 from embeddings.lexical import BM25
 
 
-def make_data(texts: dict[str, str], dim: int = 8, seed: int = 0) -> store.IndexData:
+def make_data(texts: dict[str, str], dim: int = 8, seed: int = 0) -> records.IndexData:
     rng = np.random.default_rng(seed)
     count = token_counter()
     docs, chunks, sentences = [], [], []
@@ -30,7 +30,7 @@ def make_data(texts: dict[str, str], dim: int = 8, seed: int = 0) -> store.Index
         sentences.extend(sents)
         chunks.extend(c.__class__(c.source, c.start, c.end, c.text, c.first + base,
                                   c.last + base, c.tokens) for c in cs)
-        docs.append(store.DocumentRecord(source, source, None, doc.sha256, len(text),
+        docs.append(records.DocumentRecord(source, source, None, doc.sha256, len(text),
                                          len(cs), len(sents)))
 
     def unit(n):
@@ -38,7 +38,7 @@ def make_data(texts: dict[str, str], dim: int = 8, seed: int = 0) -> store.Index
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     manifest = store.make_manifest("fake", dim, {"x": 1}, docs, len(chunks), len(sentences), 0.1)
-    return store.IndexData(manifest, tuple(docs), tuple(chunks), tuple(sentences),
+    return records.IndexData(manifest, tuple(docs), tuple(chunks), tuple(sentences),
                            unit(len(chunks)), unit(len(sentences)))
 
 
@@ -61,7 +61,7 @@ def test_roundtrip_is_inspectable_and_exact(tmp_path):
     assert manifest["files"] == {"a.txt": "sha-a.txt", "b.txt": "sha-b.txt"}
     assert manifest["format_version"] == store.FORMAT_VERSION
     rows = [json.loads(line) for line in (gen / "documents.jsonl").read_text().splitlines()]
-    assert [store.DocumentRecord.from_row(r) for r in rows] == list(data.documents)
+    assert [records.DocumentRecord.from_row(r) for r in rows] == list(data.documents)
     loaded, bm25, vectors = store.load_index(tmp_path)
     assert loaded.manifest == manifest and loaded.documents == data.documents
     assert loaded.chunks == data.chunks and loaded.sentences == data.sentences
@@ -180,16 +180,16 @@ def test_ivf_shape_grows_with_the_collection():
 
 
 def test_page_and_heading_of_an_offset():
-    pdf = store.DocumentRecord("r.pdf", "R", None, "h", 300, 1, 1, pages=(0, 120, 250))
+    pdf = records.DocumentRecord("r.pdf", "R", None, "h", 300, 1, 1, pages=(0, 120, 250))
     assert [pdf.page(o) for o in (0, 119, 120, 249, 250, 299)] == [1, 1, 2, 2, 3, 3]
     assert pdf.heading(10) is None
-    word = store.DocumentRecord("m.docx", "M", None, "h", 300, 1, 1,
+    word = records.DocumentRecord("m.docx", "M", None, "h", 300, 1, 1,
                                 headings=((0, "Title"), (40, "Budget"), (90, "Staff")))
     assert [word.heading(o) for o in (0, 39, 40, 89, 90, 299)] == [
         "Title", "Title", "Budget", "Budget", "Staff", "Staff"]
     assert word.page(10) is None
     # a text before the first heading stands under none
-    late = store.DocumentRecord("m.docx", "M", None, "h", 300, 1, 1, headings=((50, "H"),))
+    late = records.DocumentRecord("m.docx", "M", None, "h", 300, 1, 1, headings=((50, "H"),))
     assert late.heading(49) is None and late.heading(50) == "H"
 
 
@@ -199,7 +199,7 @@ def test_texts_pages_and_headings_round_trip(tmp_path):
             data.documents[1].__class__(**{**data.documents[1].__dict__,
                                             "headings": ((0, "Beta"),)}))
     texts = {"a.txt": "Alpha one. Alpha two.", "b.txt": "Beta one. Beta two."}
-    data = store.IndexData(data.manifest, docs, data.chunks, data.sentences,
+    data = records.IndexData(data.manifest, docs, data.chunks, data.sentences,
                            data.chunk_vectors, data.sentence_vectors, texts=texts)
     gen = write(tmp_path, data)
     loaded, _, _ = store.load_index(tmp_path)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings import files, store
+from embeddings import files, records, store
 from embeddings.chunking import Chunk, Sentence
 
 SHARD_BYTES = 256 * 2**20  # corpus bytes per shard by default (~1-2 M chunks of news text)
@@ -97,9 +97,9 @@ def shard_folder(info: ShardInfo) -> Path:
     return info.path
 
 
-def assemble(parts: Sequence[tuple[store.DocumentRecord, list[Sentence], list[Chunk],
+def assemble(parts: Sequence[tuple[records.DocumentRecord, list[Sentence], list[Chunk],
                                    np.ndarray, np.ndarray]],
-             dim: int) -> tuple[list[store.DocumentRecord], list[Chunk], list[Sentence],
+             dim: int) -> tuple[list[records.DocumentRecord], list[Chunk], list[Sentence],
                                 np.ndarray, np.ndarray]:
     """One shard's tables from its documents in source order: (record, sentences,
     chunks with `first`/`last` into the document's own sentences, chunk vectors,
@@ -122,7 +122,7 @@ def assemble(parts: Sequence[tuple[store.DocumentRecord, list[Sentence], list[Ch
     return documents, chunks, sentences, cat(chunk_vectors), cat(sentence_vectors)
 
 
-def parts_by_source(data: store.IndexData, wanted: set[str] | None = None) -> dict:
+def parts_by_source(data: records.IndexData, wanted: set[str] | None = None) -> dict:
     """source -> (record, sentences, chunks numbered within the document, chunk vectors,
     sentence vectors) of a loaded index (only the `wanted` sources, if given): the
     pieces `assemble` puts together again."""
@@ -184,7 +184,7 @@ class Identity:
     backend: str | None
     encoder_format: int | None
 
-    def manifest(self, documents: Sequence[store.DocumentRecord], n_chunks: int,
+    def manifest(self, documents: Sequence[records.DocumentRecord], n_chunks: int,
                  n_sentences: int, seconds: float) -> dict:
         return store.make_manifest(self.model, self.dimension, self.chunker, list(documents),
                                    n_chunks, n_sentences, seconds, encoder=self.encoder,
@@ -203,7 +203,7 @@ def write_shard(folder: Path, number: int, of: int, identity: Identity,
     documents, chunks, sentences, chunk_vectors, sentence_vectors = tables
     manifest = identity.manifest(documents, len(chunks), len(sentences), 0.0)
     manifest["shard"] = {"number": number, "of": of}
-    data = store.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
+    data = records.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
                            chunk_vectors, sentence_vectors)
     store.write_index(Path(folder), data, shard_bm25(token_lists, lexicon),
                       approximate_above, compress_above)
@@ -218,10 +218,10 @@ def write_shard(folder: Path, number: int, of: int, identity: Identity,
 def top_manifest(identity: Identity, summaries: list[dict], seconds: float) -> dict:
     """The top generation's manifest: today's manifest over every document (so the
     single-machine staleness check reads it), with the shards and their offsets."""
-    records = [store.DocumentRecord.from_row(r) for s in summaries for r in s["records"]]
+    documents = [records.DocumentRecord.from_row(r) for s in summaries for r in s["records"]]
     n_chunks = sum(s["chunks"] for s in summaries)
     n_sentences = sum(s["sentences"] for s in summaries)
-    manifest = identity.manifest(records, n_chunks, n_sentences, seconds)
+    manifest = identity.manifest(documents, n_chunks, n_sentences, seconds)
     shards, c_off, s_off = [], 0, 0
     for s in summaries:
         shards.append({k: v for k, v in s.items() if k != "records"}
@@ -233,7 +233,7 @@ def top_manifest(identity: Identity, summaries: list[dict], seconds: float) -> d
     return manifest
 
 
-def reshard(data: store.IndexData, index_dir: Path, n: int,
+def reshard(data: records.IndexData, index_dir: Path, n: int,
             approximate_above: int = store.APPROXIMATE_ABOVE) -> Path:
     """Write the loaded index `data` as a sharded index of about `n` shards at
     `index_dir`, in this process (tests, and moving a single-machine index onto a

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings import files, indexer, store
+from embeddings import files, indexer, records
 from embeddings.chunking import Chunk, Sentence, chunk_sentences, sentences_of, token_counter
 from embeddings.documents import file_sha256, read_document
 from embeddings.indexer import IndexConfig
@@ -44,7 +44,7 @@ def parse_doc(text: str):
     raw = json.loads(text)
     fields = ("source", "title", "date", "sha256", "chars", "chunks", "sentences", "pages",
               "headings")
-    record = store.DocumentRecord.from_row(dict(zip(fields, raw["record"], strict=False)))
+    record = records.DocumentRecord.from_row(dict(zip(fields, raw["record"], strict=False)))
     source = record.source
     sentences = [Sentence(source, a, b, t) for a, b, t in raw["sentences"]]
     chunks = [Chunk(source, a, b, t, f, last, n) for a, b, t, f, last, n in raw["chunks"]]

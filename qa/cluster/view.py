@@ -3,7 +3,7 @@
 The answerer (qa.ranker, qa.reading, qa.answer, the API and the chat page) reads an index
 through a few things: `search`, `chunks[i]`, `sentences[i]`, `sentence_vectors[ids]`,
 `tokens`/`words`/`neighbours` of a sentence, `quote`, `titles`, `documents`, `idf` and
-`n_chunks`, `passage_sentences`, `data.manifest`. `ShardedIndex` gives the same over shards
+`n_chunks`, `data.manifest`. `ShardedIndex` gives the same over shards
 that each answer four calls (`ShardReader`: in this process, or a Ray Serve deployment):
 
 - `rank(vector, tokens, k)`: the shard's exact FAISS top k and BM25 top k (global ids);
@@ -46,9 +46,9 @@ from qa.cluster.lexicon import Lexicon
 from qa.cluster.reader import LocalClient, ShardReader
 from qa.engine import Assistant
 from qa.errors import BadInput
-from qa.index import SearchSettings, SentenceTokens, fuse
+from qa.index import SearchSettings, SentenceTokens
 from qa.query import Query
-from qa.retrieve import Passage, top_n
+from qa.retrieve import Passage, fuse, top_n
 
 MAX_CACHED = 200_000  # sentences kept from earlier questions before the cache is cleared
 # Up to this many chunks, a question whose BM25 scores tie gets the single index's exact
@@ -257,14 +257,6 @@ class ShardedIndex(SentenceTokens):
             ids, values = p.result()
             full[ids] = values
         return top_n(full, k)
-
-    def passage_sentences(self, passages: list[Passage], n: int) -> dict[int, int]:
-        seen: dict[int, int] = {}
-        for p, passage in enumerate(passages[:n]):
-            chunk = self.chunks[passage.chunk]
-            for s in range(chunk.first, chunk.last + 1):
-                seen.setdefault(s, p)
-        return seen
 
     # -- search (as Index.search) -----------------------------------------------------------
     def search(self, query: Query, settings: SearchSettings | None = None,
