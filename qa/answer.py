@@ -10,6 +10,7 @@ threshold. Every citation's quote is
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass, field
 
@@ -18,6 +19,29 @@ from qa.query import Query
 from qa.retrieve import Passage
 
 ABSTAIN_TEXT = "The documents don't contain an answer to this question."
+_WRAPPED = re.compile(r"(?<=[^\W\d_])-\n(?=[a-z])|(?<!\n)\n(?!\n)")
+_CELLS = " | "  # how a table row's cells are joined (embeddings/pdf.py, word.py)
+
+
+def flowed(text: str) -> str:
+    """`text` for reading on a screen: a line break inside a paragraph (PDF text wraps
+    inside sentences) is a space, a word hyphenated at a line end keeps its hyphen with a
+    zero-width space, and a table's rows keep their lines. Same length, so offsets into
+    it still hold."""
+    if "\n" not in text:
+        return text
+
+    def join(m: re.Match) -> str:
+        if m.group() == "-\n":
+            return "-\u200b"
+        before = text.rfind("\n", 0, m.start())
+        after = text.find("\n", m.end())
+        if (_CELLS in text[before + 1:m.start()]
+                or _CELLS in text[m.end():after if after >= 0 else len(text)]):
+            return "\n"  # a table row
+        return " "
+
+    return _WRAPPED.sub(join, text)
 
 
 @dataclass(frozen=True)
@@ -97,13 +121,13 @@ class Answer:
         lines = []
         width = 88
         if self.answerable:
-            text = textwrap.fill(self.answer, width)
+            text = textwrap.fill(flowed(self.answer), width)
             phrase = None
             if self.answer_span is not None and self.citations:
                 a = self.answer_span[0] - self.citations[0].start
                 b = self.answer_span[1] - self.citations[0].start
                 if 0 <= a < b <= len(self.answer):
-                    phrase = self.answer[a:b]
+                    phrase = flowed(self.answer)[a:b]
                     if bold and phrase in text:  # not when the wrap split the phrase
                         head, _, tail = text.partition(phrase)
                         text = f"{head}\033[1m{phrase}\033[0m{tail}"
@@ -116,7 +140,8 @@ class Answer:
                 where = f", {c.where}" if c.where else ""
                 lines.append(f"  [{n}] {c.source}{where} (chars {c.start}-{c.end}){tag}")
                 lines.append(f"      {c.title}")
-                lines.append(textwrap.fill(f"“{c.quote}”", width, initial_indent="      ",
+                lines.append(textwrap.fill(f"“{flowed(c.quote)}”", width,
+                                           initial_indent="      ",
                                            subsequent_indent="       "))
         else:
             lines.append(self.answer)

@@ -136,3 +136,15 @@ def test_unbalanced_quotation_marks_are_left_out_of_the_quote(text, want):
     start = file_text.index(text)
     s, e, quote = balance_quotes(start, start + len(text), text)
     assert quote == want == file_text[s:e]
+
+
+def test_flowed_text_keeps_its_length_paragraphs_and_table_rows():
+    from qa.answer import flowed
+
+    wrapped = "The harbour handled a record\nnumber of ships. Its traffic infor-\nmation."
+    assert flowed(wrapped) == ("The harbour handled a record number of ships. Its traffic "
+                               "infor-\u200bmation.")
+    table = "Table 1.\n\nCargo | 2024\nGrain | 4.1"
+    assert flowed(table) == table  # paragraphs and a table's rows keep their lines
+    for text in (wrapped, table, "one line"):
+        assert len(flowed(text)) == len(text)

@@ -371,3 +371,44 @@ def test_markup_in_articles_and_questions_never_runs(page, payload_url):
     user_text = page.locator('#cqa-chat [data-testid="user"]').last.inner_text()
     assert '<svg onload="window.__pwned=5">' in user_text
     assert not page.errors
+
+
+@pytest.fixture(scope="module")
+def documents_url(model, settings, tmp_path_factory):
+    """A corpus of a PDF and a Word file (tests/made_files.py)."""
+    import made_files as made
+
+    from qa.engine import Assistant
+
+    corpus = tmp_path_factory.mktemp("documents") / "corpus"
+    corpus.mkdir()
+    (corpus / "report.pdf").write_bytes(made.harbour_report())
+    (corpus / "minutes.docx").write_bytes(made.minutes_docx())
+    index = tmp_path_factory.mktemp("documents-index")
+    assistant = Assistant.load(settings=settings.replace(corpus=corpus, index=index))
+    with _serve(assistant) as url:
+        yield url
+
+
+def test_a_pdf_answer_names_its_page_and_a_word_answer_its_heading(page, documents_url):
+    open_chat(page, documents_url)
+    reply = ask(page, "How much did the southern terminal cost?")
+    assert "310 million euros" in reply
+    head = bot_messages(page).last.locator(".cqa-source-head").first
+    assert head.inner_text().endswith("report.pdf, p. 2")
+    wait_for_answer_in_view(page)
+    keep_screenshot(page, "pdf-answer")
+    reply = ask(page, "What budget did the board approve?")
+    assert "48 million euros" in reply
+    head = bot_messages(page).last.locator(".cqa-source-head").first
+    assert head.inner_text().endswith("minutes.docx, under “Budget”")
+    # the seeds' example questions are not offered for documents they are not about
+    assert page.locator(".cqa-examples button").count() == 0
+    assert not page.errors
+
+
+def test_examples_are_offered_for_the_seeds_only(seeds_assistant):
+    from ui.app import EXAMPLES, examples_for
+
+    assert examples_for(seeds_assistant.index) == EXAMPLES
+    assert examples_for(None) == ()

@@ -49,6 +49,16 @@ EXAMPLES = (
 TOP_K_MAX = 10
 
 
+def examples_for(index) -> tuple[str, ...]:
+    """The example questions, when the index holds the seeds they are about (another
+    corpus gets none rather than questions its documents don't answer)."""
+    from qa.settings import DEFAULT_CORPUS
+
+    seeds = {p.name for p in DEFAULT_CORPUS.glob("*.txt")}
+    indexed = {d.source for d in index.documents} if index is not None else set()
+    return EXAMPLES if seeds and seeds <= indexed else ()
+
+
 CSS = """
 .cqa-header h1 { margin: 0 0 .15rem 0; font-size: 1.6rem; }
 .cqa-header p { margin: 0; color: var(--body-text-color-subdued); }
@@ -229,9 +239,10 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                                      lines=1, max_lines=4, scale=6, autofocus=True)
                     ask = gr.Button("Ask", variant="primary", scale=1, min_width=80,
                                     elem_id="cqa-ask")
-                with gr.Row(elem_classes="cqa-examples"):
+                examples = examples_for(assistant.index)
+                with gr.Row(elem_classes="cqa-examples", visible=bool(examples)):
                     example_buttons = [gr.Button(q, size="sm", variant="secondary")
-                                       for q in EXAMPLES]
+                                       for q in examples]
             with gr.Column(scale=2, min_width=260):
                 with gr.Accordion("Indexed documents", open=True):
                     docs = gr.HTML(render_documents(assistant.index), js_on_load=None,
@@ -247,7 +258,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         outputs = [box, chatbot, history]
         asked = [box.submit(respond, inputs, outputs, **ask_events),
                  ask.click(respond, inputs, outputs, **ask_events)]
-        for button, question in zip(example_buttons, EXAMPLES, strict=True):
+        for button, question in zip(example_buttons, examples, strict=True):
             def ask_example(chat, hist, k, _q=question):
                 yield from respond(_q, chat, hist, k)
             asked.append(button.click(ask_example, [chatbot, history, top_k], outputs,

@@ -11,6 +11,8 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from qa.answer import flowed
+
 if TYPE_CHECKING:  # pragma: no cover
     from embeddings.store import DocumentRecord
     from qa.answer import Answer, Citation
@@ -132,6 +134,7 @@ def _lines(lines: list[str]) -> list[str]:
 def phrase_html(quote: str, start: int, span: tuple[int, int] | None) -> str:
     """The escaped quote (whose first character is file offset `start`) with the answer
     phrase `span` (file offsets) in bold, when the span lies inside it."""
+    quote = flowed(quote)  # PDF line breaks flow on screen; the length stays
     if span is None or not start <= span[0] < span[1] <= start + len(quote):
         return esc(quote)
     a, b = span[0] - start, span[1] - start
@@ -141,7 +144,9 @@ def phrase_html(quote: str, start: int, span: tuple[int, int] | None) -> str:
 
 def _passage_html(before: str, quote: str, after: str, quote_html: str | None = None) -> str:
     """The quote highlighted inside its passage; the quote itself is always shown
-    verbatim (`quote_html`: the quote already rendered, e.g. with its phrase in bold)."""
+    verbatim (`quote_html`: the quote already rendered, e.g. with its phrase in bold).
+    Line breaks inside a paragraph (PDF text) flow; paragraphs keep their lines."""
+    before, quote, after = flowed(before), flowed(quote), flowed(after)
     head = before.replace("\r", "").split("\n")
     tail = after.replace("\r", "").split("\n")
     # head[-1] / tail[0] share a line with the quote; the other lines stand alone
