@@ -87,3 +87,14 @@ def test_another_corpus_never_writes_into_the_qa_index_of_the_usual_one(tmp_path
     assert "usual-index" not in out.stderr and str(tmp_path / "home") in out.stderr
     manifest = json.loads((tmp_path / "usual-index" / "current" / "manifest.json").read_text())
     assert list(manifest["files"]) == ["a.txt"]  # untouched
+
+
+def test_reader_train_resume_needs_the_windows_seen(tmp_path, capsys):
+    from qa.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n", encoding="utf-8")
+    code = main(["reader", "train", "--data", str(data), "--out", str(tmp_path / "o"),
+                 "--resume", str(tmp_path / "ck.pt")])
+    assert code == 2
+    assert "--resume needs --resume-at N" in capsys.readouterr().err
