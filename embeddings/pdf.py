@@ -26,7 +26,7 @@ import io
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ class Block:
     bottom: float
     height: float  # of one line
     cells: int = 1  # a table row: how many cells
-    full: object = False  # its last line runs to the column's right edge (`_rows`)
+    last_x1: float = 0.0  # where its last line ends
+    full: bool = False  # its last line runs to the column's right edge (`_rows`)
 
     @property
     def text(self) -> str:
@@ -133,13 +134,12 @@ def _rows(boxes: list[list[Line]], width: float) -> list[Block]:
             row = []
         if ln is not None:
             row.append(ln)
-    # `full` held the last line's right end; compare it with the widest block starting
-    # at about the same left edge (the column's width)
+    # a full last line reaches 85% of the widest block starting at about the same left
+    # edge (the column's width)
     out = []
     for b in blocks:
         column = max(o.x1 - o.x0 for o in blocks if abs(o.x0 - b.x0) < 20)
-        out.append(Block(b.lines, b.x0, b.x1, b.top, b.bottom, b.height, b.cells,
-                         b.cells == 1 and b.full - b.x0 >= 0.85 * column))
+        out.append(replace(b, full=b.cells == 1 and b.last_x1 - b.x0 >= 0.85 * column))
     return out
 
 
@@ -182,7 +182,7 @@ def joiner(before: Block | None, after: Block, same_page: bool) -> str:
         # directly below in the same column: one paragraph unless a blank line parts them
         return "\n" if before.bottom - after.top <= 0.8 * before.height else "\n\n"
     last = before.lines[-1]
-    if not _SENTENCE_END.search(last) and (after.text[:1].islower() or before.full is True):
+    if not _SENTENCE_END.search(last) and (after.text[:1].islower() or before.full):
         return "\n"
     return "\n\n"
 

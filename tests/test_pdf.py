@@ -89,7 +89,7 @@ def test_running_lines_repeat_in_the_margin_on_half_the_pages():
 
 def _block(top, x0=50.0, x1=280.0, lines=("x",), bottom=None, cells=1, full=False):
     return Block(tuple(lines), x0, x1, top, top - 10 if bottom is None else bottom, 10.0,
-                 cells, full)
+                 cells=cells, full=full)
 
 
 def test_reading_order_bands_and_columns():
