@@ -92,12 +92,18 @@ _LIST_HEADERS = re.compile(
 _TEASER_END = re.compile(r"(?:\.\.\.|…)\s*$")
 
 
-def _is_boilerplate_line(line: str) -> bool:
+def _is_boilerplate_line(line: str, web: bool = True) -> bool:
+    """True for a line that is page furniture. `web=False` (PDF and Word paragraphs):
+    only the exact widget lines ("58 views0 comments", "Share this article"); the
+    subscription-pitch and teaser rules would drop real prose about privacy policies or a
+    sentence ending in "..."."""
     text = line.strip()
     if not text:
         return True
     if _BOILERPLATE_LINE.match(text) or _BREADCRUMB.match(text):
         return True
+    if not web:
+        return False
     if _TEASER_END.search(text):
         return True  # a truncated teaser of another story
     cues = len(_PITCH_CUES.findall(text))
@@ -139,9 +145,10 @@ def _paragraphs(text: str) -> Iterator[tuple[int, int]]:
 
 
 def paragraph_spans(text: str) -> list[tuple[int, int]]:
-    """`content_spans` by paragraph (lines up to a blank line) instead of by line: for
-    extracted PDF and Word text, whose line ends fall inside sentences."""
-    return _content(text, _paragraphs(text))
+    """`content_spans` by paragraph (lines up to a blank line) instead of by line, and
+    with only the exact widget patterns: for extracted PDF and Word text, whose line ends
+    fall inside sentences and whose prose is not a web page's."""
+    return _content(text, _paragraphs(text), web=False)
 
 
 def content_spans(text: str) -> list[tuple[int, int]]:
@@ -154,7 +161,8 @@ def content_spans(text: str) -> list[tuple[int, int]]:
     return _content(text, _lines(text))
 
 
-def _content(text: str, units: Iterator[tuple[int, int]]) -> list[tuple[int, int]]:
+def _content(text: str, units: Iterator[tuple[int, int]],
+             web: bool = True) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     in_list = False
     for start, end in units:
@@ -167,10 +175,11 @@ def _content(text: str, units: Iterator[tuple[int, int]]) -> list[tuple[int, int
             in_list = True
             continue
         if in_list:
-            if _is_headline(line) or _is_boilerplate_line(line):
+            if _is_headline(line) or _is_boilerplate_line(line, web):
                 continue
             in_list = False
-        if not (_is_boilerplate_line(line) or all(map(_is_boilerplate_line, parts))):
+        if not (_is_boilerplate_line(line, web)
+                or all(_is_boilerplate_line(p, web) for p in parts)):
             spans.append((start, end))
     return spans
 
@@ -301,8 +310,8 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
                 extracted = pdf.extract(data)
                 pages = extracted.pages
                 if extracted.empty_pages:
-                    log.warning("%s: page%s %s without a text layer (scanned?) left out; "
-                                "OCR is not done", source,
+                    log.warning("%s: page%s %s without text (scanned, or a figure?) left "
+                                "out; OCR is not done", source,
                                 "s" if len(extracted.empty_pages) > 1 else "",
                                 ", ".join(map(str, extracted.empty_pages)))
             else:

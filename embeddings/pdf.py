@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 MARGIN = 0.09  # the top and bottom 9% of a page hold running headers and footers
 _PAGE_NUMBER = re.compile(r"^(?:page\s+)?[-–—]?\s*\d{1,4}\s*[-–—]?(?:\s*(?:/|of)\s*\d{1,4})?$",
                           re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?:;…\"”’)]\s*$")
+_SENTENCE_END = re.compile(r"[.!?:;…\"”’)。！？」』]\s*$")
 
 
 class Unreadable(Exception):
@@ -101,15 +101,36 @@ def _is_margin(line: Line, height: float) -> bool:
     return line.y0 >= height * (1 - MARGIN) or line.y1 <= height * MARGIN
 
 
+def margin_lines(boxes: list[list[Line]], height: float) -> list[Line]:
+    """The lines of a page that may be a running header, footer or page number: in the
+    top or bottom margin, and alone on their baseline (a table row's cells, which share
+    one, are content even at the top of a page)."""
+    lines = [ln for box in boxes for ln in box]
+    out = []
+    for ln in lines:
+        if not _is_margin(ln, height):
+            continue
+        tol = 0.5 * (ln.y1 - ln.y0)
+        if not any(o is not ln and abs(o.y1 - ln.y1) <= tol for o in lines):
+            out.append(ln)
+    return out
+
+
 def running_lines(pages: list[tuple[list, float, float]]) -> set[str]:
     """Signatures of margin lines that repeat on at least half the pages (two at least)."""
     if len(pages) < 2:
         return set()
     seen: Counter = Counter()
     for boxes, _, height in pages:
-        seen.update({_signature(ln.text) for box in boxes for ln in box
-                     if _is_margin(ln, height)})
+        seen.update({_signature(ln.text) for ln in margin_lines(boxes, height)})
     return {s for s, n in seen.items() if n >= max(2, (len(pages) + 1) // 2)}
+
+
+def _aligned(row: list[Line], other: list[Line]) -> bool:
+    """True if at least two cells of `row` start where cells of `other` start."""
+    if len(other) < 2:
+        return False
+    return sum(any(abs(c.x0 - o.x0) <= 6 for o in other) for c in row) >= 2
 
 
 def _rows(boxes: list[list[Line]], width: float) -> list[Block]:
@@ -123,17 +144,22 @@ def _rows(boxes: list[list[Line]], width: float) -> list[Block]:
                     b[0].y1 - b[0].y0, 1, b[-1].x1)
               for b in boxes if len(b) > 1 or b[0].x1 - b[0].x0 >= cell]
     single.sort(key=lambda ln: (-ln.y1, ln.x0))
-    row: list[Line] = []
-    for ln in single + [None]:
-        if row and (ln is None or abs(ln.y1 - row[0].y1) > 0.5 * (row[0].y1 - row[0].y0)):
-            row.sort(key=lambda c: c.x0)
-            blocks.append(Block((" | ".join(c.text for c in row),), row[0].x0,
-                                max(c.x1 for c in row), max(c.y1 for c in row),
-                                min(c.y0 for c in row), row[0].y1 - row[0].y0, len(row),
-                                max(c.x1 for c in row)))
-            row = []
-        if ln is not None:
-            row.append(ln)
+    rows: list[list[Line]] = []
+    for ln in single:
+        if rows and abs(ln.y1 - rows[-1][0].y1) <= 0.5 * (rows[-1][0].y1 - rows[-1][0].y0):
+            rows[-1].append(ln)
+        else:
+            rows.append([ln])
+    for k, row in enumerate(rows):
+        row.sort(key=lambda c: c.x0)
+        # a table row has neighbour rows whose cells start where its cells start; two
+        # short headings side by side ("Methods", "Results") have none
+        aligned = any(_aligned(row, rows[j]) for j in (k - 1, k + 1) if 0 <= j < len(rows))
+        for cells in ([row] if len(row) > 1 and aligned else [[c] for c in row]):
+            blocks.append(Block((" | ".join(c.text for c in cells),), cells[0].x0,
+                                max(c.x1 for c in cells), max(c.y1 for c in cells),
+                                min(c.y0 for c in cells), cells[0].y1 - cells[0].y0,
+                                len(cells), max(c.x1 for c in cells)))
     # a full last line reaches 85% of the widest block starting at about the same left
     # edge (the column's width)
     out = []
@@ -210,14 +236,15 @@ def extract(data: bytes) -> PdfText:
     empty: list[int] = []
     previous: Block | None = None
     for number, (boxes, width, height) in enumerate(pages, 1):
+        layout = {id(ln) for ln in margin_lines(boxes, height)
+                  if _signature(ln.text) in running or _PAGE_NUMBER.match(ln.text)}
         kept = []
         for box in boxes:
-            lines = [ln for ln in box if not (_is_margin(ln, height) and (
-                _signature(ln.text) in running or _PAGE_NUMBER.match(ln.text)))]
+            lines = [ln for ln in box if id(ln) not in layout]
             if lines:
                 kept.append(lines)
         starts.append(len(text))
-        if not kept:
+        if not kept:  # no text, or only a header and a page number: a scan or a figure
             empty.append(number)
             continue
         for i, block in enumerate(reading_order(_rows(kept, width), width)):
@@ -228,6 +255,8 @@ def extract(data: bytes) -> PdfText:
                 starts[-1] = len(text)
             text += block.text
     if not text.strip():
+        if any(boxes for boxes, _, _ in pages):
+            raise Unreadable("no text but running headers and page numbers")
         raise Unreadable("no text layer (a scanned PDF?); OCR is not done")
     return PdfText(text, tuple(starts), _title(data), tuple(empty))
 

@@ -12,6 +12,27 @@ import io
 from dataclasses import dataclass
 
 
+def _blocks(parent):
+    """The paragraphs and tables under `parent` in document order, content controls
+    (w:sdt) opened."""
+    for child in parent.iterchildren():
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag == "sdt":
+            for part in child.iterchildren():
+                if part.tag.rsplit("}", 1)[-1] == "sdtContent":
+                    yield from _blocks(part)
+        elif tag in ("p", "tbl"):
+            yield child
+
+
+def _cell_text(cell) -> str:
+    """A cell's text, the text of tables nested in it included."""
+    texts = [p.text for p in cell.paragraphs]
+    for inner in cell.tables:
+        texts.extend(" ".join(_cell_text(c) for c in row.cells) for row in inner.rows)
+    return " ".join(texts)
+
+
 class Unreadable(Exception):
     """The file is not a readable .docx; the message says why."""
 
@@ -49,8 +70,7 @@ def extract(data: bytes) -> WordText:
         parts.append(block)
         offset += len(block)
 
-    body = document.element.body
-    for child in body.iterchildren():
+    for child in _blocks(document.element.body):
         tag = child.tag.rsplit("}", 1)[-1]
         if tag == "p":
             paragraph = Paragraph(child, document)
@@ -63,10 +83,13 @@ def extract(data: bytes) -> WordText:
         elif tag == "tbl":
             rows = []
             for row in Table(child, document).rows:
-                cells = []
+                cells, seen = [], set()
                 for cell in row.cells:
-                    value = " ".join(cell.text.split())
-                    if value and (not cells or cells[-1] != value):  # merged cells repeat
+                    if id(cell._tc) in seen:  # a merged cell is listed once per column
+                        continue
+                    seen.add(id(cell._tc))
+                    value = " ".join(_cell_text(cell).split())
+                    if value:
                         cells.append(value)
                 if cells:
                     rows.append(" | ".join(cells))

@@ -208,7 +208,7 @@ def test_a_pdf_page_without_text_is_named_in_one_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert read_document(tmp_path / "report.pdf", "report.pdf") is not None
     assert [r.getMessage() for r in caplog.records] == [
-        "report.pdf: page 4 without a text layer (scanned?) left out; OCR is not done"]
+        "report.pdf: page 4 without text (scanned, or a figure?) left out; OCR is not done"]
 
 
 def test_paragraph_spans_judge_a_paragraph_whole_and_by_its_lines():

@@ -125,13 +125,35 @@ def test_joiner():
     assert pdf.joiner(None, upper, same_page=False) == "\n\n"
 
 
-def test_short_lines_on_one_baseline_are_a_table_row():
-    cells = [[Line("Grain", 50, 80, 500, 510)], [Line("4.1", 170, 185, 500, 510)],
-             [Line("3.8", 290, 305, 500.5, 510.5)]]
+def test_short_lines_on_one_baseline_are_a_table_row_when_rows_align():
+    def row(y, *cells):
+        return [[Line(text, x, x + 30, y, y + 10)] for x, text in cells]
+
+    table = row(500, (50, "Grain"), (170, "4.1"), (290, "3.8")) + row(
+        482, (50, "Oil"), (170, "12.0"), (290, "11.2"))
     long_lines = [[Line("a line of the left column, long", 50, 280, 400, 410)],
                   [Line("a line of the right column, long", 320, 550, 400, 410)]]
-    blocks = pdf._rows(cells + long_lines, width=600)
-    texts = sorted(b.text for b in blocks)
-    assert texts == ["Grain | 4.1 | 3.8", "a line of the left column, long",
-                     "a line of the right column, long"]
-    assert [b.cells for b in blocks if "Grain" in b.text] == [3]
+    headings = row(300, (50, "Methods"), (320, "Results"))  # side by side, no rows around
+    blocks = pdf._rows(table + long_lines + headings, width=600)
+    assert sorted((b.text, b.cells) for b in blocks) == [
+        ("Grain | 4.1 | 3.8", 3), ("Methods", 1), ("Oil | 12.0 | 11.2", 3), ("Results", 1),
+        ("a line of the left column, long", 1), ("a line of the right column, long", 1)]
+
+
+def test_a_table_row_at_the_top_of_every_page_is_not_a_running_header():
+    from fpdf import FPDF
+
+    doc = FPDF(unit="pt", format="A4")
+    doc.set_auto_page_break(False)
+    n = 0
+    for _ in range(3):
+        doc.add_page()
+        doc.set_font("Helvetica", size=10)
+        doc.set_xy(57, 57)  # a 2 cm margin: the first row stands in the top 9%
+        for _ in range(40):
+            n += 1
+            for cell in (f"Ship {n}", f"{n * 1.5:.1f}"):
+                doc.cell(120, 18, cell, border=1)
+            doc.set_xy(57, doc.get_y() + 18)
+    text = pdf.extract(bytes(doc.output())).text
+    assert all(f"Ship {i} | {i * 1.5:.1f}" in text for i in range(1, 121))

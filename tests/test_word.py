@@ -43,3 +43,34 @@ def test_title_from_the_core_properties(minutes):
 def test_a_broken_file_is_unreadable(data):
     with pytest.raises(word.Unreadable, match="not a readable .docx"):
         word.extract(data)
+
+
+def test_equal_cells_merged_cells_nested_tables_and_content_controls():
+    import io
+
+    import docx
+    from docx.oxml import OxmlElement
+
+    document = docx.Document()
+    table = document.add_table(rows=2, cols=3)
+    for r, row in enumerate([("Quarter", "Ships", "Tugs"), ("Q1", "10", "10")]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    merged = document.add_table(rows=1, cols=3)
+    merged.cell(0, 0).merge(merged.cell(0, 1)).text = "Merged head"
+    merged.cell(0, 2).text = "X"
+    outer = document.add_table(rows=1, cols=2)
+    outer.cell(0, 0).text = "Outer"
+    inner = outer.cell(0, 1).add_table(rows=1, cols=2)
+    inner.cell(0, 0).text, inner.cell(0, 1).text = "Inner A", "Inner B"
+    control, content = OxmlElement("w:sdt"), OxmlElement("w:sdtContent")
+    content.append(document.add_paragraph("Text inside a content control.")._p)
+    control.append(content)
+    document.element.body.insert(len(document.element.body) - 1, control)
+    out = io.BytesIO()
+    document.save(out)
+    assert word.extract(out.getvalue()).text == (
+        "Quarter | Ships | Tugs\nQ1 | 10 | 10\n\n"  # two equal cells are two cells
+        "Merged head | X\n\n"                       # a merged cell once
+        "Outer | Inner A Inner B\n\n"               # a nested table's text kept
+        "Text inside a content control.")
