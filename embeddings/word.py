@@ -77,9 +77,9 @@ def extract(data: bytes) -> WordText:
             text = paragraph.text.strip()
             if not text:
                 continue
-            if _is_heading(paragraph):
-                headings.append((offset + (2 if parts else 0), " ".join(text.split())))
             add(text)
+            if _is_heading(paragraph):
+                headings.append((offset - len(text), " ".join(text.split())))
         elif tag == "tbl":
             rows = []
             for row in Table(child, document).rows:
