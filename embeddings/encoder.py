@@ -33,6 +33,7 @@ import numpy as np
 
 from embeddings.errors import BadInput
 from embeddings.lexical import reading_form
+from embeddings.onnx_convert import open_session
 from embeddings.onnx_export import MODEL_FILES, TOKENIZER_FILE, ensure_export
 from embeddings.pooling import TokenEmbeddings, mean_pool
 
@@ -337,8 +338,7 @@ class OnnxEncoder(Encoder):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(folder / MODEL_FILES[backend]), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = open_session(folder / MODEL_FILES[backend], options)
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def _tokenize(self, texts):

@@ -20,6 +20,12 @@ from embeddings.pooling import mean_pool
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
+# onnxruntime fuses a residual Add and LayerNormalization into SkipLayerNormalization,
+# once in the transformer optimiser and again when a session loads. Its CPU kernel
+# (onnxruntime 1.32) took 4.4x as long as the Add + LayerNormalization it replaces, and
+# the int8 encoder ran 11% faster without it (benchmarks/onnx_ops.py): exports keep the
+# two ops apart and sessions are opened without that fusion.
+UNFUSED = ["SkipLayerNormFusion"]
 # Probe texts checked against torch right after an export (padding, accents, length).
 _PROBES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -73,12 +79,20 @@ def _reference(transformer_dir: Path, max_tokens: int, texts: Sequence[str]):
     return model, hidden.float().numpy(), ids, mask
 
 
-def _run_onnx(path: Path, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def open_session(path: Path, options: Any = None) -> Any:
+    """An onnxruntime CPU session on `path` (default options: quiet), without the
+    fusions in UNFUSED."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if options is None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=UNFUSED)
+
+
+def _run_onnx(path: Path, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    session = open_session(path)
     feed = {"input_ids": ids, "attention_mask": mask}
     if "token_type_ids" in {i.name for i in session.get_inputs()}:
         feed["token_type_ids"] = np.zeros_like(ids)
@@ -158,18 +172,22 @@ def export_fp32(transformer_dir: Path, max_tokens: int, folder: Path, final: str
 
 
 def fuse_transformer(src: Path, dst: Path, config: Any) -> None:
-    """onnxruntime's transformer fusions (attention, LayerNorm, GELU) of a BERT-like
-    export at `src`, written to `dst`; ValueError for a model type it has no recipe for."""
+    """onnxruntime's transformer fusions (attention, GELU, embeddings) of a BERT-like
+    export at `src`, written to `dst`; ValueError for a model type it has no recipe for.
+    The residual Add + LayerNormalization stay apart (see UNFUSED)."""
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
     kinds = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "distilbert": "bert",
              "electra": "bert", "camembert": "bert"}
     kind = kinds.get(getattr(config, "model_type", ""))
     if kind is None:
         raise ValueError(f"no fusion recipe for model type {config.model_type!r}")
+    options = FusionOptions(kind)
+    options.enable_skip_layer_norm = False
     optimized = optimizer.optimize_model(
         str(src), model_type=kind, num_heads=int(config.num_attention_heads),
-        hidden_size=int(config.hidden_size), opt_level=0)
+        hidden_size=int(config.hidden_size), opt_level=0, optimization_options=options)
     optimized.save_model_to_file(str(dst))
 
 

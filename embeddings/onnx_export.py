@@ -36,8 +36,9 @@ from embeddings.onnx_convert import (
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 2  # bump when the exported files change meaning: old caches are redone
-# (2: int8 weights in 7 bits, the same integers on every x86-64 CPU)
+EXPORT_FORMAT = 3  # bump when the exported files change meaning: old caches are redone
+# (2: int8 weights in 7 bits, the same integers on every x86-64 CPU; 3: the residual Add
+# and LayerNormalization not fused into the slower SkipLayerNormalization)
 MODEL_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}  # per backend
 _META = "encoder.json"
 _LOCK = ".export.lock"

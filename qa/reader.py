@@ -26,6 +26,7 @@ import numpy as np
 
 from embeddings.errors import Unusable
 from embeddings.lexical import LINE_END_HYPHEN
+from embeddings.onnx_convert import open_session
 
 READER_DIR = Path(__file__).parent / "data" / "reader"
 MODEL_FILE = "model-int8.onnx"
@@ -255,8 +256,7 @@ class Reader:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(model_path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = open_session(model_path, options)
 
     def encode(self, question: str, sentences: Sequence[str]) -> Window:
         return encode_window(self.pieces, question, sentences, self.max_tokens)

@@ -58,10 +58,12 @@ def probe_windows(pieces: Pieces) -> list[Window]:
 def _onnx_outputs(path: Path, windows: Sequence[Window]) -> list[tuple[np.ndarray, float]]:
     import onnxruntime as ort
 
+    from embeddings.onnx_convert import open_session
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = open_session(path, options)
     out = []
     for w in windows:
         tok, null = session.run(["token_logits", "null_logit"], batch_arrays([w]))

@@ -77,6 +77,33 @@ def test_int8_weights_fit_in_7_bits_so_every_cpu_computes_the_same(export_home):
     assert meta["checks"]["int8_weight_range"] == int8_weight_range(model)
 
 
+def test_residual_layer_norms_stay_unfused_in_files_and_sessions(export_home, tmp_path):
+    """SkipLayerNormalization is slower on the CPU than the Add + LayerNormalization it
+    replaces (benchmarks/onnx_ops.py): neither the export nor a loaded session has it."""
+    import onnx
+    import onnxruntime as ort
+
+    from embeddings.onnx_convert import open_session
+
+    for path in sorted(export_home.glob("models/*/model*.onnx")):
+        kinds = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+        assert "LayerNormalization" in kinds and "SkipLayerNormalization" not in kinds, path
+        seen = {}
+        for label, opener in (("ours", open_session), ("default", None)):
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            options.optimized_model_filepath = str(tmp_path / f"{label}-{path.name}")
+            if opener:
+                opener(path, options)
+            else:
+                ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
+            seen[label] = {n.op_type for n in graph.node}
+        assert "SkipLayerNormalization" not in seen["ours"], path
+        # what open_session prevents: onnxruntime's default fuses them back at load
+        assert "SkipLayerNormalization" in seen["default"], path
+
+
 def test_second_load_reuses_the_export(home, monkeypatch):
     folder = _export_folder(home)
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
