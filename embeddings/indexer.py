@@ -97,7 +97,8 @@ def _mismatch(manifest: dict | None, config: IndexConfig, dim: int | None) -> st
         return f"encoder changed: {manifest.get('encoder')} -> {config.encoder}"
     if (manifest.get("backend") == "onnx-int8"
             and manifest.get("encoder_format", 1) != EXPORT_FORMAT):
-        return "the int8 encoder changed (7-bit weights, the same on every CPU)"
+        return (f"the int8 encoder's export changed (format "
+                f"{manifest.get('encoder_format', 1)} -> {EXPORT_FORMAT})")
     if dim is not None and manifest.get("dimension") != dim:
         return "vector dimension changed"
     return None
