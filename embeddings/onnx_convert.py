@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILE = "tokenizer.json"
 # onnxruntime fuses a residual Add and LayerNormalization into SkipLayerNormalization,
 # once in the transformer optimiser and again when a session loads. Its CPU kernel
-# (onnxruntime 1.32) took 4.4x as long as the Add + LayerNormalization it replaces, and
-# the int8 encoder ran 11% faster without it (benchmarks/onnx_ops.py): exports keep the
-# two ops apart and sessions are opened without that fusion.
+# (onnxruntime 1.32) took 3.2-4.4x as long as the Add + LayerNormalization it replaces,
+# and the int8 encoder ran 5-11% faster without it (benchmarks/onnx_ops.py): exports keep
+# the two ops apart and sessions are opened without that fusion.
 UNFUSED = ["SkipLayerNormFusion"]
 # Probe texts checked against torch right after an export (padding, accents, length).
 _PROBES = (
