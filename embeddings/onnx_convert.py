@@ -2,7 +2,8 @@
 out) with onnxruntime's fusions where they keep the output, and its dynamic int8
 quantization with 7-bit weights; each file checked against torch on probe texts before
 it is moved into place. The cache around them (folders, metadata, locks) is
-`embeddings.onnx_export`'s."""
+`embeddings.onnx_export`'s. `open_session` is how every ONNX file here and in qa/ is
+opened (without the fusions in UNFUSED)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILE = "tokenizer.json"
 # onnxruntime fuses a residual Add and LayerNormalization into SkipLayerNormalization,
 # once in the transformer optimiser and again when a session loads. Its CPU kernel
-# (onnxruntime 1.32) took 3.2-4.4x as long as the Add + LayerNormalization it replaces,
-# and the int8 encoder ran 5-11% faster without it (benchmarks/onnx_ops.py): exports keep
-# the two ops apart and sessions are opened without that fusion.
+# (onnxruntime 1.32) took several times as long as the ops it replaces, and the int8
+# encoder ran 5-14% faster without it (benchmarks/onnx_ops.py, docs/benchmarks.md):
+# exports keep the two ops apart and sessions are opened without that fusion.
 UNFUSED = ["SkipLayerNormFusion"]
 # Probe texts checked against torch right after an export (padding, accents, length).
 _PROBES = (

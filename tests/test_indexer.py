@@ -201,7 +201,6 @@ def test_another_encoder_backend_rebuilds_with_a_reason(tmp_path, model):
     assert report.rebuilt == "encoder changed: auto -> onnx-int8"
 
 
-
 def test_an_index_from_an_older_int8_export_rebuilds_with_a_reason():
     """An export format bump changes the int8 vectors: old indexes are rebuilt once."""
     config = IndexConfig(model="all-MiniLM-L6-v2")
@@ -213,6 +212,7 @@ def test_an_index_from_an_older_int8_export_rebuilds_with_a_reason():
         f"{indexer.EXPORT_FORMAT})")
     manifest["encoder_format"] = indexer.EXPORT_FORMAT
     assert indexer._mismatch(manifest, config, None) is None
+
 
 def test_a_survey_lists_and_hashes_once_for_the_check_and_the_build(tmp_path, model,
                                                                     monkeypatch):
