@@ -42,11 +42,12 @@ MODEL = "all-MiniLM-L6-v2"
 DIM, SEQ = 384, 107
 
 
-def _options(threads: int = 1):
+def _options():
+    """One thread, every optimisation, quiet."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
@@ -106,8 +107,10 @@ def kernel() -> dict:
 
 
 def _encode(session, tokenized: list[list[int]], batch: int = 1) -> tuple[float, np.ndarray]:
-    """(model tokens/s, unit mean-pooled vectors) for `batch` texts per run (sorted by
-    length, padded)."""
+    """(model tokens/s, unit vectors pooled as the encoder pools them) for `batch` texts
+    per run (sorted by length, padded)."""
+    from embeddings.pooling import mean_pool
+
     names = {i.name for i in session.get_inputs()}
     vectors = np.zeros((len(tokenized), DIM), np.float32)
     order = sorted(range(len(tokenized)), key=lambda i: len(tokenized[i]))
@@ -122,10 +125,7 @@ def _encode(session, tokenized: list[list[int]], batch: int = 1) -> tuple[float,
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in names:
             feed["token_type_ids"] = np.zeros_like(ids)
-        hidden = session.run(["token_embeddings"], feed)[0]
-        for j, i in enumerate(rows):
-            v = hidden[j, : len(tokenized[i])].mean(axis=0)
-            vectors[i] = v / np.linalg.norm(v)
+        vectors[rows] = mean_pool(session.run(["token_embeddings"], feed)[0], mask)
     seconds = time.perf_counter() - start
     return sum(map(len, tokenized)) / seconds, vectors
 
