@@ -118,9 +118,16 @@ def get_encoding(name: str = DEFAULT_ENCODING):
 
 
 def token_counter(name: str = DEFAULT_ENCODING) -> Callable[[str], int]:
-    """A function returning the number of tiktoken tokens of a string."""
+    """A function returning the number of tiktoken tokens of a string. It remembers the
+    last 65,536 strings it counted: chunking counts every sentence twice (when it is cut
+    to size and when chunks are filled)."""
     encoding = get_encoding(name)
-    return lambda text: len(encoding.encode_ordinary(text))
+
+    @lru_cache(maxsize=1 << 16)
+    def count(text: str) -> int:
+        return len(encoding.encode_ordinary(text))
+
+    return count
 
 
 def _flat(text: str) -> str:

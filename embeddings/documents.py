@@ -83,6 +83,24 @@ _PITCH_CUES = re.compile(
     r"|donat(?:e|ion)|paywall|unlimited\s+access|become\s+a\s+member",
     re.IGNORECASE,
 )
+# Every pitch cue holds one of these words, so a line holding none of them (lower-cased)
+# has no cue; that test is exact unless the line holds a character IGNORECASE folds onto
+# an ASCII letter (İ ı → i, K → k, ſ → s), and then the pattern decides.
+_PITCH_WORDS = ("support", "little", "subscri", "sign", "privacy", "terms", "personal",
+                "sell", "newsletter", "cancelled", "thinkers", "donat", "paywall",
+                "unlimited", "member")
+_FOLDS_TO_ASCII = frozenset("İıKſ")
+
+
+def _pitch_cues(text: str) -> int:
+    """How many subscription-pitch cues `text` holds (matches of _PITCH_CUES)."""
+    if _FOLDS_TO_ASCII.isdisjoint(text):
+        low = text.lower()
+        if not any(word in low for word in _PITCH_WORDS):
+            return 0  # the pattern is slow: it tries every cue at every character
+    return len(_PITCH_CUES.findall(text))
+
+
 _LIST_HEADERS = re.compile(
     r"^(?:latest(?:\s+(?:articles|news|stories))?|more\s+like\s+this|related(?:\s+(?:articles|stories|news))?"
     r"|recommended(?:\s+for\s+you)?|most\s+(?:read|popular)|you\s+may\s+also\s+like|trending(?:\s+now)?"
@@ -106,7 +124,7 @@ def _is_boilerplate_line(line: str, web: bool = True) -> bool:
         return False
     if _TEASER_END.search(text):
         return True  # a truncated teaser of another story
-    cues = len(_PITCH_CUES.findall(text))
+    cues = _pitch_cues(text)
     return cues >= 2 or (cues == 1 and len(text) < 120 and not text.endswith((".", '"', "”")))
 
 
@@ -167,7 +185,7 @@ def _content(text: str, units: Iterator[tuple[int, int]],
     in_list = False
     for start, end in units:
         line = text[start:end]
-        parts = [line]
+        parts = None  # a single line: judging it by its lines would judge it again
         if "\n" in line:  # a paragraph: judged whole, and by its lines
             parts = [p for p in line.split("\n") if p.strip()]
             line = " ".join(line.split())
@@ -179,7 +197,7 @@ def _content(text: str, units: Iterator[tuple[int, int]],
                 continue
             in_list = False
         if not (_is_boilerplate_line(line, web)
-                or all(_is_boilerplate_line(p, web) for p in parts)):
+                or (parts is not None and all(_is_boilerplate_line(p, web) for p in parts))):
             spans.append((start, end))
     return spans
 

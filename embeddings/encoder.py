@@ -214,19 +214,25 @@ class Encoder:
         spans[i] lists (start, end) offsets into texts[i] (e.g. the chunk's sentences).
         Returns the (n, dim) text vectors (as `encode`) and, per text, a
         (len(spans[i]), dim) array of unit span vectors (`TokenEmbeddings.pool`: zero rows
-        for spans no token starts in, e.g. past the truncation limit).
+        for spans no token starts in, e.g. past the truncation limit). A text given more
+        than once (a paragraph two articles share) is run through the model once.
         """
         texts = _check_texts(texts)
         if len(spans) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(spans)} span lists")
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         pooled: list[np.ndarray | None] = [None] * len(texts)
+        where: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            where.setdefault(text, []).append(i)
+        unique = list(where)
         bar = _progress_bar(len(texts), progress)
-        for i, item in self.iter_with_tokens(texts, batch_size):
-            vectors[i] = item.vector
-            pooled[i] = item.pool(spans[i])
+        for u, item in self.iter_with_tokens(unique, batch_size):
+            for i in where[unique[u]]:
+                vectors[i] = item.vector
+                pooled[i] = item.pool(spans[i])
             if bar is not None:
-                bar.update(1)
+                bar.update(len(where[unique[u]]))
         if bar is not None:
             bar.close()
         return vectors, pooled  # type: ignore[return-value]

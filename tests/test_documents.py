@@ -218,3 +218,49 @@ def test_paragraph_spans_judge_a_paragraph_whole_and_by_its_lines():
             "\n\nLatest articles\n\nSome Other Headline\n\nThe prose goes on here.")
     assert [text[s:e] for s, e in paragraph_spans(text)] == [
         "A sentence that wraps\nonto a second line.", "The prose goes on here."]
+
+
+@pytest.mark.parametrize("line", [
+    "Support us from as little as $1 and sign up for the newsletter",  # three cues
+    "SUBSCRIBE to unlimited ACCESS",  # upper case
+    "Read our privacy\npolicy and terms of  service.",  # white space between the words
+    "We can\u2019t be cancelled, say the free thinkers",
+    "\u017fubscribe now to the \u017fervice",  # long s: IGNORECASE folds it onto "s"
+    "Become a \u212aey member of our donation drive",  # Kelvin sign K
+    "Markets shrugged and the pound fell.",  # no cue word at all
+    "He signed the design; she sells terms.",  # cue words, no cue
+])
+def test_pitch_cues_count_what_the_pattern_finds(line):
+    from embeddings.documents import _PITCH_CUES, _pitch_cues
+
+    assert _pitch_cues(line) == len(_PITCH_CUES.findall(line))
+
+
+def test_every_pitch_cue_holds_one_of_the_quick_test_words():
+    import re
+
+    from embeddings.documents import _PITCH_CUES, _PITCH_WORDS
+
+    # each alternative of the pattern, written out once with single spaces
+    examples = ["support us", "supporting the post", "support our journalism",
+                "support independent", "as little as $", "subscribe", "subscription",
+                "sign up", "signing up", "privacy policy", "terms of use", "terms of service",
+                "personal data", "do not sell", "newsletter", "can't be cancelled",
+                "can\u2019t be cancelled", "free thinkers", "donate", "donation", "paywall",
+                "unlimited access", "become a member"]
+    for example in examples:
+        assert any(word in example for word in _PITCH_WORDS), example
+    # the pattern's top-level alternatives, split where no bracket is open: a cue added
+    # to the pattern without an example here fails, so _PITCH_WORDS gets looked at
+    alternatives, depth, part = [], 0, ""
+    for ch in _PITCH_CUES.pattern:
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "|" and depth == 0:
+            alternatives.append(part)
+            part = ""
+        else:
+            part += ch
+    alternatives.append(part)
+    assert len(alternatives) == 15
+    for alternative in alternatives:
+        assert any(re.fullmatch(alternative, x, re.IGNORECASE) for x in examples), alternative

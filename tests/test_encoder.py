@@ -182,6 +182,26 @@ def test_pool_spans_late_chunking(onnx_encoders):
         onnx.encode_spans([text], [])
 
 
+def test_encode_spans_runs_a_repeated_text_once(onnx_encoders, monkeypatch):
+    int8 = onnx_encoders["onnx-int8"]
+    shared = "The pound fell sharply. Markets shrugged."
+    texts = [shared, "Rates rose again.", shared]
+    spans = [[(0, 23)], [(0, 17)], [(0, 23), (24, len(shared))]]
+    runs = []
+    forward = int8._forward
+    monkeypatch.setattr(int8, "_forward", lambda ids, mask: runs.append(ids) or forward(
+        ids, mask))
+    vectors, pooled = int8.encode_spans(texts, spans)
+    assert len(runs) == 2  # one run per distinct text (int8 runs one text at a time)
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    assert pooled[0].shape == (1, 384) and pooled[2].shape == (2, 384)
+    np.testing.assert_array_equal(pooled[0][0], pooled[2][0])  # the same span, same rows
+    # each occurrence keeps its own spans, and agrees with encoding the texts apart
+    (alone,) = int8.encode_with_tokens([shared])
+    np.testing.assert_array_equal(vectors[2], alone.vector)
+    np.testing.assert_allclose(pooled[2], alone.pool(spans[2]), atol=1e-6)
+
+
 # --- load_encoder -----------------------------------------------------------------------
 
 
