@@ -161,14 +161,17 @@ def measure_ceiling(budget: float) -> dict:
 def full_build(settings, model, peak_gflops: float | None) -> dict:
     """Rebuild the index of settings.corpus from scratch with `model` loaded; time it."""
     from embeddings import store
+    from embeddings.encoder import distinct_texts
     from qa.engine import ensure_index
 
     began = time.perf_counter()
     report = ensure_index(settings, model=model, rebuild=True)
     wall = time.perf_counter() - began
-    # counted outside the timed part: the tokens the model saw for the chunk texts
+    # counted outside the timed part: the tokens the model saw for the chunk texts (a
+    # text two chunks share runs once)
     data, _, _ = store.load_index(settings.index_dir)
-    counts = [min(n, model.max_tokens) for n in model.count_tokens([c.text for c in data.chunks])]
+    texts = distinct_texts([c.text for c in data.chunks])
+    counts = [min(n, model.max_tokens) for n in model.count_tokens(texts)]
     tokens = sum(counts)
     flops = sum(n * flops_per_token(n) for n in counts)
     out = {"seconds": round(wall, 2), "report_seconds": round(report.seconds, 2),

@@ -119,13 +119,18 @@ def get_encoding(name: str = DEFAULT_ENCODING):
 
 def token_counter(name: str = DEFAULT_ENCODING) -> Callable[[str], int]:
     """A function returning the number of tiktoken tokens of a string. It remembers the
-    last 65,536 strings it counted: chunking counts every sentence twice (when it is cut
-    to size and when chunks are filled)."""
+    last 4,096 strings of up to 2,000 characters it counted: chunking counts each of a
+    document's sentences twice (when it is cut to size and when chunks are filled)."""
     encoding = get_encoding(name)
 
-    @lru_cache(maxsize=1 << 16)
-    def count(text: str) -> int:
+    @lru_cache(maxsize=4096)
+    def remembered(text: str) -> int:
         return len(encoding.encode_ordinary(text))
+
+    def count(text: str) -> int:
+        if len(text) > 2000:  # long pieces are rarely counted again; don't hold them
+            return len(encoding.encode_ordinary(text))
+        return remembered(text)
 
     return count
 

@@ -238,6 +238,12 @@ class Encoder:
         return vectors, pooled  # type: ignore[return-value]
 
 
+def distinct_texts(texts: Sequence[str]) -> list[str]:
+    """The texts `Encoder.encode_spans` runs through the model for `texts`: each distinct
+    one once (in its reading form), in first-seen order."""
+    return list(dict.fromkeys(_check_texts(texts)))
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     """The texts as a list, in the index's reading form (a word hyphenated at a line
     end reads whole)."""

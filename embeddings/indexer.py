@@ -21,7 +21,7 @@ from embeddings.chunking import (
     token_counter,
 )
 from embeddings.documents import SUFFIXES, Document, file_sha256, list_files, read_document
-from embeddings.encoder import DEFAULT_BACKEND, Encoder
+from embeddings.encoder import DEFAULT_BACKEND, Encoder, distinct_texts
 from embeddings.errors import BadInput
 from embeddings.lexical import BM25
 from embeddings.onnx_export import EXPORT_FORMAT
@@ -177,7 +177,7 @@ def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[
            batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """Vectors of the given documents' chunks and sentences, each token embedded once.
 
-    chunk_lists holds (sentences, chunks) per document. Each chunk is encoded once; in
+    chunk_lists holds (sentences, chunks) per document. Each chunk text is encoded once; in
     each chunk that holds a sentence, the mean of its tokens' embeddings (normalised) is
     taken, and the sentence's vector is the normalised sum of those ("late chunking").
     Sentences no token of any chunk covers (cut off by the model's input limit) are
@@ -213,7 +213,8 @@ def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[
     if len(alone):
         sentence_vectors[alone] = model.encode([sentences[i].text for i in alone],
                                                batch_size)
-    return chunk_vectors, sentence_vectors, len(chunks) + len(alone)
+    sent = len(distinct_texts([c.text for c in chunks])) + len(alone)
+    return chunk_vectors, sentence_vectors, sent
 
 
 def build_index(

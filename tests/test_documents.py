@@ -226,7 +226,9 @@ def test_paragraph_spans_judge_a_paragraph_whole_and_by_its_lines():
     "Read our privacy\npolicy and terms of  service.",  # white space between the words
     "We can\u2019t be cancelled, say the free thinkers",
     "\u017fubscribe now to the \u017fervice",  # long s: IGNORECASE folds it onto "s"
-    "Become a \u212aey member of our donation drive",  # Kelvin sign K
+    "Free thin\u212aers",  # Kelvin sign K (lower-cases to "k")
+    "S\u0131gn up here",  # dotless i: IGNORECASE folds it onto "i", lower() does not
+    "S\u0130GN UP here",  # dotted capital I: lower() makes it "i" and a combining dot
     "Markets shrugged and the pound fell.",  # no cue word at all
     "He signed the design; she sells terms.",  # cue words, no cue
 ])

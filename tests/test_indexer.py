@@ -161,6 +161,20 @@ def test_sentence_vectors_are_pooled_from_every_chunk_that_holds_them(tmp_path, 
     assert data.manifest["encoder"] == "auto"
 
 
+def test_a_paragraph_two_articles_share_is_embedded_once(tmp_path, model):
+    shared = "The council approved the new tram line on Monday."
+    corpus = write_corpus(tmp_path / "corpus", {
+        "a.txt": f"Trams return to Leeds.\n\n{shared}", "b.txt": f"Leeds votes.\n\n{shared}"})
+    config = IndexConfig(model="all-MiniLM-L6-v2", chunk_tokens=12, chunk_overlap=0)
+    report = build_index(corpus, tmp_path / "index", config, lambda: model)
+    data, _, _ = store.load_index(tmp_path / "index")
+    texts = [c.text for c in data.chunks]
+    assert len(texts) == 4 and texts.count(shared) == 2
+    assert report.embedded == 3  # texts sent to the model: the shared one once
+    twice = [i for i, t in enumerate(texts) if t == shared]
+    np.testing.assert_array_equal(data.chunk_vectors[twice[0]], data.chunk_vectors[twice[1]])
+
+
 def test_sentences_past_the_model_input_limit_are_embedded_on_their_own(tmp_path, model):
     text = " ".join(f"Item {n}: the lighthouse keeper logged {n} ships." for n in range(60))
     corpus = write_corpus(tmp_path / "corpus", {"log.txt": text})
