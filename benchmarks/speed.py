@@ -11,9 +11,9 @@ It measures, in this order:
 
 1. full build: the `qa index --rebuild` code path in-process into a fresh index folder,
    the model loaded beforehand (its load time is reported apart): wall seconds, chunks/s,
-   model tokens/s (wordpiece tokens of the chunk texts, [CLS]/[SEP] included, capped at
-   the model's input limit, counted after the build) and that rate as a share of the fp32
-   ceiling measured in the same run (benchmarks/ceiling.py: best matmul GFLOP/s divided by
+   model tokens/s (wordpiece tokens of the distinct chunk texts, [CLS]/[SEP] included,
+   capped at the model's input limit, counted after the build) and that rate as a share of
+   the fp32 ceiling measured in the same run (benchmarks/ceiling.py: best matmul GFLOP/s divided by
    the FLOPs per token at the chunks' own lengths). Target <= 120 s on bbc-news.
 2. incremental update: one article gets a sentence appended, then the index is updated
    with the model already loaded. Target <= 5 s.
