@@ -8,15 +8,15 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 # Regression gate on the seeds question set, at least three questions below the figures
-# measured with the shipped reader (docs/benchmarks.md, 2026-12-01: 77/97 right, 93/97
-# hit@5, 18/27 abstained, 13/97 false abstentions).
-# int8 kernels compute the same integers on every x86-64 CPU, so the figures do not move
-# with the machine; the margin absorbs float rounding in the parts that stay fp32.
+# measured with the shipped reader on the exact arithmetic (docs/benchmarks.md,
+# 2026-12-04: 77/97 right, 93/97 hit@5, 18/27 abstained, 11/97 false abstentions).
+# Every x86-64 CPU computes the same figures (embeddings/exact.py,
+# tests/test_cpu_independence.py); the margin is for changes to come, not for the machine.
 EVAL_GATE := --fail-under accuracy_at_1=0.76 --fail-under hit_at_5=0.92 \
-             --fail-under abstain_unanswerable=0.55 --fail-under false_abstention=0.17 \
+             --fail-under abstain_unanswerable=0.55 --fail-under false_abstention=0.15 \
              --fail-under citations_verbatim=1.0
 
-.PHONY: install browser run index test lint eval bench clean help
+.PHONY: install browser qemu run index test lint eval bench clean help
 
 help:
 	@echo "make run    set up, index seeds/ and start the chat server on http://$(HOST):$(PORT)"
@@ -39,6 +39,14 @@ browser:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
 	  else echo "chromium is missing and cannot be installed without root: browser tests will fail"; exit 1; fi; }
 
+# Debian's qemu-user runs the tests' second copy of the product as an older CPU
+# (tests/test_cpu_independence.py: the same answers on every x86-64 CPU).
+qemu:
+	@command -v qemu-x86_64 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq qemu-user; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq qemu-user; \
+	  else echo "qemu-user is missing and cannot be installed without root: the CPU test will fail"; exit 1; fi; }
+
 run: install
 	$(BIN)/qa serve --host $(HOST) --port $(PORT)
 
@@ -56,8 +64,8 @@ $(RAY_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	touch $@
 
-test: install browser lint $(RAY_STAMP)
-	QA_REQUIRE_BROWSER=1 QA_REQUIRE_RAY=1 $(BIN)/python -m pytest
+test: install browser qemu lint $(RAY_STAMP)
+	QA_REQUIRE_BROWSER=1 QA_REQUIRE_RAY=1 QA_REQUIRE_QEMU=1 $(BIN)/python -m pytest
 	$(BIN)/qa eval benchmarks/questions/seeds.jsonl --out out/eval-seeds $(EVAL_GATE)
 
 eval: install

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_BACKEND = "auto"
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("exact", "torch", "onnx", "onnx-int8")
+EXACT_BATCH_TOKENS = 4096  # the exact backend's batches: at most this many padded tokens
 BATCH_SIZE = 64  # texts per model batch unless a caller says otherwise
 _BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -140,6 +141,9 @@ class Encoder:
             # int8 activations are quantized per batch: one text per batch keeps each
             # vector a function of its text alone (and is as fast here, see benchmarks.md)
             batch_size = 1
+        elif self.backend == "exact":
+            # rows are independent; the attention's memory grows with batch x width**2
+            batch_size = max(1, min(batch_size, EXACT_BATCH_TOKENS // self.max_tokens))
         jobs = self._jobs(texts, batch_size, block or max(batch_size * 16, 1024))
         if self.workers <= 1:
             for rows, tokenized, ids, mask in jobs:
@@ -321,6 +325,57 @@ class TorchEncoder(Encoder):
         return out[0].float().numpy()
 
 
+class ExactEncoder(Encoder):
+    """The transformer computed with `embeddings.exact` (int8 products, order-fixed sums):
+    the same vectors, bit for bit, on every x86-64 CPU. Loads the sentence-transformers
+    folder's weights (Transformer -> mean Pooling [-> Normalize]) with safetensors and
+    tokenizes with `tokenizers`; torch runs the products on its own threads."""
+
+    backend = "exact"
+
+    def __init__(self, name: str, threads: int | None = None) -> None:
+        import json
+
+        from tokenizers import Tokenizer
+
+        from embeddings.exact import Bert
+        from embeddings.lazy import torch
+        from embeddings.onnx_export import model_folder, pipeline
+
+        self.name = name
+        source = model_folder(name)
+        self.source = str(source)
+        transformer, self.max_tokens = pipeline(source)
+        config = json.loads((transformer / "config.json").read_text())
+        weights = transformer / "model.safetensors"
+        if not weights.is_file():
+            raise BadInput(f"model {name!r} ({source}) has no model.safetensors; the exact "
+                           "encoder reads safetensors weights (or set QA_ENCODER=torch)")
+        from safetensors.torch import load_file
+
+        self.net = Bert.from_state(load_file(str(weights)), int(config["num_attention_heads"]),
+                                   float(config.get("layer_norm_eps", 1e-12)))
+        self.dim = self.net.hidden
+        self.net.warm()
+        self.tokenizer = Tokenizer.from_file(str(transformer / TOKENIZER_FILE))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_tokens)
+        if threads:
+            torch().set_num_threads(threads)
+
+    def _tokenize(self, texts):
+        if not texts:
+            return []
+        return [(e.ids, e.offsets, e.special_tokens_mask)
+                for e in self.tokenizer.encode_batch(texts)]
+
+    def token_strings(self, ids):
+        return [self.tokenizer.id_to_token(int(i)) for i in ids]
+
+    def _forward(self, ids, mask):
+        return self.net(ids, mask)
+
+
 class OnnxEncoder(Encoder):
     """An exported model (`onnx_export.ensure_export`) run with onnxruntime; tokenized with
     `tokenizers` (Rust)."""
@@ -405,6 +460,8 @@ def load_encoder(name: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, *,
         encoder = _load_auto(name, threads, parallel)
     elif backend == "torch":
         encoder = TorchEncoder(name)
+    elif backend == "exact":
+        encoder = ExactEncoder(name, threads)
     else:
         folder, meta = ensure_export(name, backend)
         encoder = OnnxEncoder(name, backend, folder, meta, threads, parallel)
@@ -413,6 +470,10 @@ def load_encoder(name: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, *,
 
 
 def _load_auto(name: str, threads: int | None, parallel: str) -> Encoder:
+    try:
+        return ExactEncoder(name, threads)
+    except Exception as exc:  # noqa: BLE001 - a model the exact path can't read: fall back
+        log.warning("exact encoder for %s unavailable (%s); trying ONNX", name, exc)
     try:
         import onnxruntime  # noqa: F401
     except ImportError:

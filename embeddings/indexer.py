@@ -23,6 +23,7 @@ from embeddings.chunking import (
 from embeddings.documents import SUFFIXES, Document, file_sha256, list_files, read_document
 from embeddings.encoder import DEFAULT_BACKEND, Encoder, distinct_texts
 from embeddings.errors import BadInput
+from embeddings.exact import VECTOR_FORMAT
 from embeddings.lexical import BM25
 from embeddings.onnx_export import EXPORT_FORMAT
 
@@ -93,6 +94,9 @@ def _mismatch(manifest: dict | None, config: IndexConfig, dim: int | None) -> st
         return f"model changed: {manifest.get('model')} -> {config.model}"
     if manifest.get("chunker") != config.chunker():
         return "chunker settings changed"
+    if manifest.get("vectors") != VECTOR_FORMAT:
+        return ("vectors are now the same on every CPU (rounded to the 2**-11 grid): "
+                "re-embedding once")
     if manifest.get("encoder") != config.encoder:
         return f"encoder changed: {manifest.get('encoder')} -> {config.encoder}"
     if (manifest.get("backend") == "onnx-int8"

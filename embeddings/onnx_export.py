@@ -67,7 +67,7 @@ def model_folder(name: str) -> Path:
                        f"({exc})") from exc
 
 
-def _pipeline(source: Path) -> tuple[Path, int]:
+def pipeline(source: Path) -> tuple[Path, int]:
     """(transformer folder, max_seq_length) of a Transformer -> mean Pooling -> [Normalize]
     sentence-transformers folder; ValueError for anything the ONNX path can't reproduce."""
     modules_file = source / "modules.json"
@@ -223,7 +223,7 @@ def ensure_export(name: str, backend: str = "onnx") -> tuple[Path, dict]:
 
 def _export(name: str, folder: Path, meta: dict | None, backend: str) -> dict:
     source = model_folder(name)
-    transformer_dir, max_tokens = _pipeline(source)
+    transformer_dir, max_tokens = pipeline(source)
     began = time.perf_counter()
     if meta is None:
         meta = {"format": EXPORT_FORMAT, "name": name, "source": str(source),

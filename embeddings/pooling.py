@@ -8,18 +8,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+from embeddings.exact import normalise as _normalise
+from embeddings.exact import tree_sum
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Unit text vectors (batch, dim) from token embeddings (batch, seq, dim) and their
     attention mask: sentence-transformers' mean pooling (masked mean, count clamped at
-    1e-9), then its Normalize (x / max(|x|, 1e-12))."""
+    1e-9), then its Normalize (x / max(|x|, 1e-12)). Sums run in a fixed order and the
+    vectors are rounded to the 2**-11 grid (`embeddings.exact`): the same bits on every
+    CPU for the same token embeddings."""
     m = mask.astype(np.float32)
-    summed = np.einsum("bsd,bs->bd", hidden, m)
+    summed = tree_sum(np.asarray(hidden, dtype=np.float32) * m[:, :, None], axis=1)[:, 0]
     return _normalise(summed / np.maximum(m.sum(axis=1, keepdims=True), 1e-9))
 
 
@@ -53,5 +53,5 @@ class TokenEmbeddings:
         for k, (lo, hi) in enumerate(spans):
             rows = (starts >= lo) & (starts < hi)
             if rows.any():
-                out[k] = self.embeddings[rows].mean(axis=0)
+                out[k] = tree_sum(self.embeddings[rows], axis=0)[0] / np.float32(rows.sum())
         return _normalise(out)

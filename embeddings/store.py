@@ -50,6 +50,7 @@ from embeddings.compressed import (  # noqa: F401  (store.ivfpq_shape etc.)
 )
 from embeddings.encoder import DEFAULT_BACKEND
 from embeddings.errors import Busy, Unusable
+from embeddings.exact import VECTOR_FORMAT
 from embeddings.lexical import BM25
 from embeddings.records import DocumentRecord, IndexData
 
@@ -87,6 +88,7 @@ def make_manifest(model: str, dim: int, chunker: dict, documents: list[DocumentR
         "encoder": encoder,
         "backend": backend,
         "encoder_format": encoder_format,
+        "vectors": VECTOR_FORMAT,
         "dimension": dim,
         "chunker": chunker,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -17,13 +17,13 @@ over thresholds within ±0.03, so it sits on a plateau rather than at the edge o
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from embeddings.exact import dot, exact_sigmoid
 from qa.errors import Unusable
 from qa.features import DEFAULT_BIAS, DEFAULT_WEIGHTS, FEATURES
 
@@ -44,7 +44,7 @@ class CalibrationUnusable(Unusable):
 
 
 def sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
+    return exact_sigmoid(max(-40.0, min(40.0, z)))
 
 
 def confidence_input(features: tuple[float, ...], score: float,
@@ -68,7 +68,7 @@ class Calibration:
 
     def score(self, features: tuple[float, ...]) -> float:
         """The ranker's logit of a candidate."""
-        return float(self.weights @ np.asarray(features)) + self.bias
+        return dot(self.weights, features) + self.bias
 
     def confidence(self, features: tuple[float, ...], score: float, margin: float) -> float:
         """Confidence in 0..1 that the best candidate (its features, logit and margin over
@@ -76,7 +76,7 @@ class Calibration:
         if self.confidence_weights is None:
             return sigmoid(score)
         x = confidence_input(features, score, margin)
-        return sigmoid(float(self.confidence_weights @ np.asarray(x)) + self.confidence_bias)
+        return sigmoid(dot(self.confidence_weights, x) + self.confidence_bias)
 
     def to_json(self) -> dict:
         out = {"features": list(FEATURES),

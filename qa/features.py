@@ -8,6 +8,7 @@ and returns a number, mostly in 0..1 (cosines may dip below 0).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 
@@ -113,9 +114,13 @@ def negation_mismatch(terms: Terms, text: str) -> float:
 
 
 def window_cosine(query_vector: np.ndarray, vectors: np.ndarray) -> float:
-    """Cosine of the question with the sum of `vectors` (a sentence and its neighbours)."""
-    window = vectors.sum(axis=0)
-    return float(window @ query_vector) / (float(np.linalg.norm(window)) or 1.0)
+    """Cosine of the question with the sum of `vectors` (a sentence and its neighbours).
+    In float64: the vectors are multiples of 2**-11 (`embeddings.exact.on_grid`), so every
+    sum and product here is exact, the same on every CPU (in float32 the squares of a
+    sum of three vectors can pass 2**24 units and round in the BLAS's order)."""
+    window = np.asarray(vectors, dtype=np.float64).sum(axis=0)
+    norm = math.sqrt(float(window @ window))
+    return float(window @ np.asarray(query_vector, dtype=np.float64)) / (norm or 1.0)
 
 
 def sentence_features(terms: Terms, query_vector: np.ndarray, *, dense: float,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.errors import Unusable
+from embeddings.exact import tree_sum
 from embeddings.lexical import LINE_END_HYPHEN
 from embeddings.onnx_convert import open_session
 
@@ -182,7 +183,7 @@ def sentence_logits(token_logits: np.ndarray, sentence_of: Sequence[int],
     for k in range(n_sentences):
         sel = of == k
         if sel.any():
-            out[k] = float(token_logits[sel, 2].mean())
+            out[k] = float(tree_sum(token_logits[sel, 2].astype(np.float64))[0] / sel.sum())
     return out
 
 
@@ -215,17 +216,106 @@ def interpret(window: Window, token_logits: np.ndarray, null_logit: float) -> Wi
     return WindowReading(float(null_logit), tuple(out))
 
 
+class ExactNet:
+    """The reader's network from its int8 ONNX file (`qa reader export`), computed with
+    `embeddings.exact`: the same logits, bit for bit, on every x86-64 CPU. The file's
+    7-bit weights and scales are used as they are; its 8-bit embedding tables are
+    dequantised once."""
+
+    def __init__(self, path: Path) -> None:
+        import onnx
+        from onnx import numpy_helper
+
+        from embeddings.exact import Bert, Layer, QLinear
+
+        model = onnx.load(str(path))
+        init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+        def deq(name):
+            q = init[f"{name}_quantized"].astype(np.float32)
+            zp = np.float32(init[f"{name}_zero_point"])
+            return np.ascontiguousarray((q - zp) * np.float32(init[f"{name}_scale"]))
+
+        def linear(node, bias):
+            w, scale, zp = (init[node.input[1]], init[node.input[1][: -len("quantized")]
+                                                       + "scale"], init[node.input[3]])
+            if np.any(zp != 0):
+                raise ReaderUnusable(f"{path}: asymmetric weights are not supported")
+            return QLinear.from_int8(w, scale, bias)
+
+        nodes = model.graph.node
+        matmuls = {n.output[0]: n for n in nodes if n.op_type == "MatMulInteger"}
+
+        def find(part):
+            hits = [n for out, n in matmuls.items() if part in out]
+            if len(hits) != 1:
+                raise ReaderUnusable(f"{path} is not a reader export this version reads "
+                                     f"({part}): export it again with `qa reader export`")
+            return hits[0]
+
+        attention = [n for n in nodes if n.op_type == "QAttention"]
+        embed = [n for n in nodes if n.op_type == "QEmbedLayerNormalization"]
+        if not attention or len(embed) != 1:
+            raise ReaderUnusable(f"{path} is not a fused int8 reader export: export it "
+                                 "again with `qa reader export`")
+        heads = next(int(onnx.helper.get_attribute_value(a)) for a in attention[0].attribute
+                     if a.name == "num_heads")
+        eps = next((float(onnx.helper.get_attribute_value(a)) for a in embed[0].attribute
+                    if a.name == "epsilon"), 1e-12)
+        e = "bert.embeddings."
+        emb = {"word": deq(e + "word_embeddings.weight"),
+               "position": deq(e + "position_embeddings.weight"),
+               "type": deq(e + "token_type_embeddings.weight"),
+               "ln": (deq(e + "LayerNorm.weight"), deq(e + "LayerNorm.bias"))}
+        layers = []
+        for i, node in enumerate(attention):
+            a = f"bert.encoder.layer.{i}."
+            qkv = QLinear.from_int8(init[node.input[1]], init[node.input[4]],
+                                    init[node.input[2]])
+            layers.append(Layer(
+                qkv, linear(find(f"layer.{i}/attention/output/dense"),
+                            init[a + "attention.output.dense.bias"]),
+                (init[a + "attention.output.LayerNorm.weight"],
+                 init[a + "attention.output.LayerNorm.bias"]),
+                linear(find(f"layer.{i}/intermediate/dense"),
+                       init[a + "intermediate.dense.bias"]),
+                linear(find(f"layer.{i}/output/dense"), init[a + "output.dense.bias"]),
+                (init[a + "output.LayerNorm.weight"], init[a + "output.LayerNorm.bias"])))
+        self.bert = Bert(emb, layers, heads, eps)
+        self.tokens = linear(find("/tokens/"), init["tokens.bias"])
+        self.null = linear(find("/null/"), init["null.bias"])
+        for b, n in ((1, 8), (2, 192)):  # compile or load every kernel variant now
+            ones = np.ones((b, n), dtype=np.int64)
+            self({"input_ids": ones * 100, "attention_mask": ones, "token_type_ids": ones})
+
+    def __call__(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Padded model inputs (`batch_arrays`) -> token logits (b, n, 3), null logits (b,).
+        A window's outputs depend on that window alone."""
+        from embeddings import exact_kernels as k
+        from embeddings.exact import ACT_MAX
+
+        hidden = self.bert(arrays["input_ids"], arrays["attention_mask"],
+                           arrays["token_type_ids"])
+        b, n, h = hidden.shape
+        flat = hidden.reshape(b * n, h)
+        q, s = k.quantize(flat, ACT_MAX)
+        tok = k.dequantize(self.tokens.acc(q), s, self.tokens.scale, self.tokens.bias)
+        cls = np.ascontiguousarray(hidden[:, 0])
+        q, s = k.quantize(cls, ACT_MAX)
+        null = k.dequantize(self.null.acc(q), s, self.null.scale, self.null.bias)
+        return tok.reshape(b, n, -1), null[:, 0]
+
+
 class Reader:
     """A trained reader loaded from its folder (tokenizer.json, reader.json and the ONNX
-    model). Thread-safe. Each window is one forward pass on one thread (int8 activations
-    are quantised per batch, so a window's figures never depend on other windows); up to
-    `workers` windows run side by side (default: the cores this process may use)."""
+    model). Thread-safe. By default the network runs on `ExactNet` (the same figures on
+    every CPU; windows batched together, each window's figures its own); `fp32=True`
+    runs the fp32 ONNX file with onnxruntime instead (checks and calibration), one window
+    per pass, up to `workers` side by side."""
 
     def __init__(self, folder: Path | str = READER_DIR, *, fp32: bool = False,
                  workers: int | None = None) -> None:
         import os
-
-        import onnxruntime as ort
 
         self.folder = Path(folder)
         meta_path = self.folder / META_FILE
@@ -250,6 +340,11 @@ class Reader:
         self.workers = max(1, workers or cores)
         self._pool = None
         self._pool_lock = threading.Lock()
+        self.exact = None if fp32 else ExactNet(model_path)
+        if self.exact is not None:
+            return
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -267,6 +362,11 @@ class Reader:
 
     def run(self, windows: Sequence[Window]) -> list[tuple[np.ndarray, float]]:
         """Raw outputs per window: (token logits (len, 3), no-answer logit), in order."""
+        if self.exact is not None:
+            if not windows:
+                return []
+            tok, null = self.exact(batch_arrays(windows))
+            return [(tok[r, : len(w.ids)], float(null[r])) for r, w in enumerate(windows)]
         if self.workers == 1 or len(windows) < 2:
             return [self._one(w) for w in windows]
         with self._pool_lock:

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from embeddings.exact import dot, exact_sigmoid
 from qa.answer import Choice
 from qa.index import Index
 from qa.query import Query
@@ -65,14 +63,14 @@ class Stack:
     meta: dict = field(default_factory=dict, compare=False)
 
     def score(self, r: Reading) -> float:
-        return float(np.dot(self.weights, (r.reader, r.ranker))) + self.bias
+        return dot(self.weights, (r.reader, r.ranker)) + self.bias
 
     def confidence(self, score: float, margin: float, best: Reading,
                    ranker_confidence: float) -> float:
         x = (score, min(margin, MAX_MARGIN), best.reader, best.ranker, best.null,
              ranker_confidence)
-        z = float(np.dot(self.confidence_weights, x)) + self.confidence_bias
-        return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
+        z = dot(self.confidence_weights, x) + self.confidence_bias
+        return exact_sigmoid(max(-40.0, min(40.0, z)))
 
     def to_json(self) -> dict:
         return {"features": list(READER_FEATURES), "weights": list(self.weights),

@@ -70,13 +70,17 @@ def best_fused(k: int, weights: Sequence[float]) -> float:
 
 
 def top_n(scores: np.ndarray, n: int) -> list[int]:
-    """Indices of the `n` largest positive scores, best first."""
+    """Indices of the `n` largest positive scores, best first; equal scores lower index
+    first. (numpy's argpartition leaves equal scores in an order that depends on its SIMD
+    kernel, so it only finds the n-th value here: the same choice on every CPU.)"""
     n = min(n, len(scores))
     if n <= 0:
         return []
-    idx = np.argpartition(-scores, n - 1)[:n]
-    idx = idx[np.argsort(-scores[idx], kind="stable")]
-    return [int(i) for i in idx if scores[i] > 0]
+    cut = scores[np.argpartition(-scores, n - 1)[n - 1]]
+    above = np.flatnonzero(scores > cut)
+    chosen = np.concatenate([above, np.flatnonzero(scores == cut)[: n - len(above)]])
+    chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
+    return [int(i) for i in chosen if scores[i] > 0]
 
 
 def collapse(order: Sequence[int], vectors: np.ndarray, sources: Sequence[str],

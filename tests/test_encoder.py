@@ -1,4 +1,4 @@
-"""embeddings/encoder.py: the backends (ONNX fp32 and int8 against torch), the Encoder's
+"""embeddings/encoder.py: the backends (exact, ONNX fp32 and int8 against torch), the Encoder's
 surface, token offsets, late-chunking pooling, and load_encoder's cache. The export cache
 itself is tests/test_onnx_export.py's."""
 
@@ -31,24 +31,38 @@ def torch_encoder():
 
 @pytest.fixture(scope="module")
 def onnx_encoders(model):
-    """Both ONNX backends, from the session's export (which `model` made)."""
-    return {backend: enc.load_encoder(MODEL, backend) for backend in ("onnx", "onnx-int8")}
+    """The exact backend (the session's `model`) and both ONNX backends (exported once
+    into this session's QA_HOME)."""
+    out = {backend: enc.load_encoder(MODEL, backend) for backend in ("onnx", "onnx-int8")}
+    out["exact"] = enc.load_encoder(MODEL, "exact")
+    return out
+
+
+# Vectors are rounded to multiples of 2**-11 (embeddings.exact.on_grid): each component
+# moves by at most 2**-12, so a norm by at most sqrt(384) * 2**-12 < 5e-3.
+GRID_ATOL = 2.0 ** -12 + 1e-6
+NORM_ATOL = 5e-3
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(axis=1)
+    """Cosines row by row (grid vectors have norms 1 only to ~1e-4; zero rows count 1)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, (a * b).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)
 
 
 # --- agreement with torch -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend, floor", [("onnx", 0.99), ("onnx-int8", 0.95)])
+@pytest.mark.parametrize("backend, floor", [("onnx", 0.99), ("onnx-int8", 0.95),
+                                            ("exact", 0.975)])
 def test_onnx_vectors_agree_with_torch(torch_encoder, onnx_encoders, backend, floor):
     reference = torch_encoder.encode(TEXTS)
     vectors = onnx_encoders[backend].encode(TEXTS)
     assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=NORM_ATOL)
     assert _cos(vectors, reference).min() > floor
+    np.testing.assert_array_equal(vectors * 2048, np.round(vectors * 2048))  # on the grid
 
 
 # The stated tolerance of the int8 encoder against fp32: every vector within cosine 0.98,
@@ -65,13 +79,30 @@ def test_int8_matches_fp32_within_the_stated_tolerance(onnx_encoders):
     assert cos.min() >= INT8_MIN_COSINE and cos.mean() >= INT8_MEAN_COSINE, cos
 
 
+def test_exact_is_closer_to_fp32_than_onnx_int8(onnx_encoders):
+    texts = [t for t in TEXTS if t]
+    fp32 = onnx_encoders["onnx"].encode(texts)
+    exact = _cos(onnx_encoders["exact"].encode(texts), fp32)
+    int8 = _cos(onnx_encoders["onnx-int8"].encode(texts), fp32)
+    assert exact.min() >= 0.975 and exact.mean() >= int8.mean(), (exact, int8)
+
+
+def test_exact_vectors_are_bit_for_bit_the_same_in_any_batch(onnx_encoders):
+    """Activations are quantised per token and sums run in a fixed order: a text's vector
+    is the same bits whatever batch, padding or order it comes in."""
+    exact = onnx_encoders["exact"]
+    alone = np.vstack([exact.encode([t]) for t in TEXTS])
+    np.testing.assert_array_equal(exact.encode(TEXTS, batch_size=64), alone)
+    np.testing.assert_array_equal(exact.encode(TEXTS[::-1], batch_size=3)[::-1], alone)
+
+
 def test_fp32_onnx_is_numerically_torch(torch_encoder, onnx_encoders):
     assert _cos(onnx_encoders["onnx"].encode(TEXTS), torch_encoder.encode(TEXTS)).min() > 0.9999
 
 
 def test_encoder_surface(torch_encoder, onnx_encoders):
     onnx = onnx_encoders["onnx"]
-    for encoder in (torch_encoder, onnx, onnx_encoders["onnx-int8"]):
+    for encoder in (torch_encoder, onnx, onnx_encoders["onnx-int8"], onnx_encoders["exact"]):
         assert (encoder.dim, encoder.max_tokens) == (384, 256) and encoder.name == MODEL
         assert encoder.encode([]).shape == (0, 384)
         assert encoder.encode([]).dtype == np.float32
@@ -83,6 +114,7 @@ def test_encoder_surface(torch_encoder, onnx_encoders):
     assert counts[3] == 3  # [CLS] short [SEP]
     assert counts[5] == 2  # the empty text: [CLS] [SEP]
     assert onnx.backend == "onnx" and torch_encoder.backend == "torch"
+    assert onnx_encoders["exact"].count_tokens(TEXTS) == counts
 
 
 def test_batch_size_and_order_do_not_change_vectors(onnx_encoders):
@@ -114,7 +146,7 @@ def _plain(text: str) -> str:
     return "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8", "exact"])
 def test_token_offsets_are_exact(torch_encoder, onnx_encoders, backend):
     encoder = torch_encoder if backend == "torch" else onnx_encoders[backend]
     items = encoder.encode_with_tokens(TEXTS)
@@ -139,7 +171,7 @@ def test_token_offsets_are_exact(torch_encoder, onnx_encoders, backend):
     assert len(items[-1].ids) == encoder.max_tokens
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8", "exact"])
 def test_mean_of_all_token_embeddings_is_the_text_vector(torch_encoder, onnx_encoders,
                                                          backend):
     encoder = torch_encoder if backend == "torch" else onnx_encoders[backend]
@@ -148,8 +180,8 @@ def test_mean_of_all_token_embeddings_is_the_text_vector(torch_encoder, onnx_enc
     for item, vector in zip(items, vectors, strict=True):
         mean = item.embeddings.mean(axis=0)
         mean /= np.linalg.norm(mean)
-        np.testing.assert_allclose(mean, item.vector, atol=1e-5)
-        assert float(item.vector @ vector) > 0.9999
+        np.testing.assert_allclose(mean, item.vector, atol=GRID_ATOL)
+        assert _cos(item.vector[None], vector[None])[0] > 0.9999
 
 
 def test_torch_and_onnx_token_embeddings_match(torch_encoder, onnx_encoders):
@@ -168,12 +200,12 @@ def test_pool_spans_late_chunking(onnx_encoders):
     (item,) = onnx.encode_with_tokens([text])
     assert vectors.shape == (2, 384) and pooled[0].shape == (4, 384)
     assert pooled[1].shape == (0, 384)
-    assert float(vectors[0] @ item.vector) > 0.99999
+    assert _cos(vectors[:1], item.vector[None])[0] > 0.99999
     for (lo, hi), got in zip(spans[:3], pooled[0][:3], strict=True):
         rows = ~item.special & (item.offsets[:, 0] >= lo) & (item.offsets[:, 0] < hi)
         assert rows.sum() >= 3
         want = item.embeddings[rows].mean(axis=0)
-        np.testing.assert_allclose(got, want / np.linalg.norm(want), atol=1e-5)
+        np.testing.assert_allclose(got, want / np.linalg.norm(want), atol=GRID_ATOL)
     assert not pooled[0][3].any()  # an empty span gets a zero row
     # a sentence pooled in context is close to, not equal to, the sentence alone
     alone = onnx.encode([text[18:41]])[0]
@@ -205,8 +237,8 @@ def test_encode_spans_runs_a_repeated_text_once(onnx_encoders, monkeypatch):
 # --- load_encoder -----------------------------------------------------------------------
 
 
-def test_load_encoder_caches_and_auto_picks_int8_onnx(onnx_encoders, torch_encoder,
-                                                      monkeypatch):
+def test_load_encoder_caches_and_auto_picks_exact(onnx_encoders, torch_encoder,
+                                                  monkeypatch):
     monkeypatch.setattr(enc, "_LOADED", {})
     monkeypatch.setattr(onnx_export, "_export", lambda *a, **k: pytest.fail("exported again"))
     first = enc.load_encoder(MODEL, "onnx-int8")
@@ -214,7 +246,7 @@ def test_load_encoder_caches_and_auto_picks_int8_onnx(onnx_encoders, torch_encod
     assert enc.load_encoder(MODEL, "onnx-int8") is first
     assert enc.load_encoder(MODEL, "onnx-int8", threads=1) is not first
     auto = enc.load_encoder(MODEL)
-    assert auto.backend == "onnx-int8" and auto.name == MODEL and auto is not first
+    assert auto.backend == "exact" and auto.name == MODEL and auto is not first
     with pytest.raises(ValueError, match="backend"):
         enc.load_encoder(MODEL, "tensorflow")
 

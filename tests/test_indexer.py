@@ -187,7 +187,8 @@ def test_sentences_past_the_model_input_limit_are_embedded_on_their_own(tmp_path
     last = data.sentences[-1]
     np.testing.assert_allclose(data.sentence_vectors[-1], model.encode([last.text])[0],
                                atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(data.sentence_vectors, axis=1), 1.0, atol=1e-5)
+    # unit vectors rounded to the 2**-11 grid: norms within sqrt(384) * 2**-12
+    np.testing.assert_allclose(np.linalg.norm(data.sentence_vectors, axis=1), 1.0, atol=5e-3)
 
 
 def test_a_model_without_token_access_embeds_sentences_on_their_own(tmp_path, model):

@@ -51,7 +51,9 @@ def _export_folder(home: Path) -> Path:
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(axis=1)
+    """Cosines row by row (vectors on the 2**-11 grid have norms 1 only to ~1e-4)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def test_export_dir_names_model_and_weights_hash(home):
