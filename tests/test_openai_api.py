@@ -5,6 +5,8 @@ built as `qa serve` builds it (chat page mounted)."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import httpx
 import openai
@@ -14,6 +16,7 @@ from test_chat import TAGS_PROMPT, TITLE_PROMPT
 from qa.answer import ABSTAIN_TEXT
 from qa.api import create_app, mount_uis, serve_in_thread
 
+ROOT = Path(__file__).resolve().parent.parent
 AUSTIN = "Who declined to meet Lloyd Austin?"
 AUSTIN_SOURCE = "001_340206877254da52.txt"
 KEY = "sk-test-0123456789"
@@ -86,6 +89,16 @@ def test_plain_completion_is_the_cited_quote(client, model_id, counting):
     assert "Li Shangfu" in file_text(counting, AUSTIN_SOURCE)[span["start"]:span["end"]]
     assert completion.usage.total_tokens == (completion.usage.prompt_tokens
                                              + completion.usage.completion_tokens) > 0
+
+
+def test_the_readme_lines_work(base_url, capsys):
+    """The README's five lines of Python, pointed at this server, print the cited answer."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(from openai import OpenAI\n.*?)```", readme, re.S).group(1)
+    assert len([line for line in code.splitlines() if line.strip()]) == 5
+    exec(compile(code.replace("http://127.0.0.1:7860", base_url), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Li Shangfu" in out and AUSTIN_SOURCE in out
 
 
 def test_streamed_completion_carries_the_same_answer(client, model_id):
