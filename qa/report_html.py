@@ -27,7 +27,7 @@ table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #e5e7eb;
 padding:.35rem .5rem;text-align:left;vertical-align:top}
 table.figures{width:auto}table.figures td:last-child{text-align:right;font-variant-numeric:
 tabular-nums}
-#misses td{font-size:.9rem}#misses td.passage{max-width:32rem}
+#misses td{font-size:.9rem}#misses td.passage{max-width:32rem;white-space:pre-line}
 mark{background:#fef3c7}.muted{color:#6b7280;font-size:.85rem}
 .controls{display:flex;gap:.5rem;align-items:center;margin:.5rem 0}
 input[type=search]{flex:1;padding:.4rem;font:inherit}select{padding:.4rem;font:inherit}
