@@ -391,7 +391,8 @@ def load_set(args, settings: Settings) -> tuple[list[Question], Settings]:
     corpus = squad_sets.write_corpus(found)
     print(f"asking them of its {len(found.articles)} articles, written to {corpus}",
           file=sys.stderr)
-    return list(found.questions), settings.replace(corpus=corpus, index=args.index or None)
+    index = Path(args.index).expanduser() if args.index else None  # QA_INDEX is another's
+    return list(found.questions), settings.replace(corpus=corpus, index=index)
 
 
 def run_cli(args, settings) -> int:
