@@ -19,6 +19,7 @@ EPILOG = """examples:
   qa ask --json "Who met Xi Jinping?"       the answer object as JSON
   qa serve --port 7860                      chat page + JSON API on http://127.0.0.1:7860
   qa eval benchmarks/questions/seeds.jsonl --out out/eval
+  qa eval dev-v2.0.json                     a SQuAD file, asked of its own articles
 
 Every tunable also reads a QA_* environment variable (QA_MODEL, QA_TOP_K, QA_HOME, ...);
 see docs/usage.md."""
@@ -90,10 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="score the assistant on a question set",
-                       description="Run every question of a JSON-lines question set, write "
-                       "results.jsonl, metrics.json, report.md and a plot to --out, and "
-                       "print a summary.")
-    p.add_argument("questions", help="question set (.jsonl)")
+                       description="Run every question of a question set (JSON lines, or "
+                       "SQuAD 1.1/2.0 JSON, asked of the articles it carries unless --corpus "
+                       "names a folder), write results.jsonl, metrics.json, report.md, a plot "
+                       "and report.html to --out, and print a summary (SQuAD's exact match "
+                       "and F1 among the figures).")
+    p.add_argument("questions", help="question set (.jsonl, or a SQuAD .json file)")
     _common(p)
     p.add_argument("--out", metavar="DIR", default="out/eval",
                    help="output folder (default out/eval)")

@@ -63,6 +63,17 @@ def is_elliptic(question: str) -> bool:
     return len(tokenize(question)) <= 1 and not words & _AUXILIARIES
 
 
+def names_in(text: str) -> list[str]:
+    """The names in `text`, in order and once each: runs of capitalised words, less
+    question words and a possessive 's ("What did Blinken's team say?" -> ["Blinken"])."""
+    names = []
+    for name in re.findall(r"\b[A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*", text):
+        words = [re.sub(r"['’]s$", "", w) for w in name.split() if w.lower() not in _NOT_NAMES]
+        if words:
+            names.append(" ".join(words))
+    return list(dict.fromkeys(names))
+
+
 def contextualize(question: str, history: Sequence[dict] | None) -> str:
     """The text to search for, given earlier turns of a conversation.
 
@@ -81,12 +92,7 @@ def contextualize(question: str, history: Sequence[dict] | None) -> str:
     if not previous or not (points_back(question) or is_elliptic(question)):
         return question
     own = set(tokenize(question))
-    names = []
-    for name in re.findall(r"\b[A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*", previous):
-        words = [re.sub(r"['’]s$", "", w) for w in name.split() if w.lower() not in _NOT_NAMES]
-        if words and not set(tokenize(" ".join(words))) <= own:
-            names.append(" ".join(words))
-    names = list(dict.fromkeys(names))
+    names = [name for name in names_in(previous) if not set(tokenize(name)) <= own]
     if names and _PERSONAL.search(question):
         # "he"/"she" point at a person: skip acronyms such as "US" or "UN"
         people = [n for n in names if not n.isupper()]

@@ -6,8 +6,10 @@ Question-set format (JSON lines, one question a line)::
      "answerable": true}
 
 An answer is correct when it is not an abstention, contains one of `answers`
-(case-insensitive, white space and quote style normalised) and its first citation is one
-of `sources`. Unanswerable questions are right when the assistant abstains.
+(case-insensitive, white space and quote style normalised) and cites one of `sources`
+(any file, when the question names none). Unanswerable questions are right when the
+assistant abstains. SQuAD-format files are read too (`qa.squad_sets`), and every set is
+also scored with SQuAD's exact match and F1 (`qa.squad`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import math
 import re
 import sys
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from qa import machine
+from qa import machine, squad
 from qa.answer import Answer, apply_threshold
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qa.settings import Settings
 
 # Metrics where lower is better (for --fail-under, the bound is a ceiling).
 LOWER_IS_BETTER = {"false_abstention", "latency_p50_ms", "latency_p95_ms"}
@@ -105,15 +110,8 @@ def token_f1(prediction: str, gold: Iterable[str]) -> float:
         return s.split()
 
     pred = toks(prediction)
-    best = 0.0
-    for g in gold:
-        ref = toks(g)
-        common = sum((Counter(pred) & Counter(ref)).values())
-        if not pred or not ref or not common:
-            continue
-        p, r = common / len(pred), common / len(ref)
-        best = max(best, 2 * p * r / (p + r))
-    return best
+    return max((squad.overlap_f1(pred, ref) for ref in map(toks, gold) if pred and ref),
+               default=0.0)
 
 
 class CorpusTexts:
@@ -139,14 +137,19 @@ def judge(q: Question, raw: Answer, final: Answer, texts: CorpusTexts) -> dict:
     `final` what the assistant returns.
     """
     allowed = set(q.sources)
+
+    def cited(*sources: str) -> bool:  # any file counts when the question names none
+        return not allowed or bool(allowed.intersection(sources))
+
     ranks = [i for i, p in enumerate(final.passages, 1)
-             if (not allowed or p.source in allowed or set(p.also) & allowed)
-             and contains_answer(p.text, q.answers)]
+             if cited(p.source, *p.also) and contains_answer(p.text, q.answers)]
     first_rank = ranks[0] if ranks else None
     verbatim = [texts(c.source) is not None and texts(c.source)[c.start:c.end] == c.quote
                 for c in final.citations]
     raw_ok = (raw.answerable and contains_answer(raw.answer, q.answers)
-              and any(c.source in allowed for c in raw.citations))
+              and any(cited(c.source) for c in raw.citations))
+    prediction = squad.prediction_of(final)
+    em, f1 = squad.scores(prediction, q.answers if q.answerable else ())
     answered = final.answerable
     if q.answerable:
         correct = answered and raw_ok
@@ -162,9 +165,12 @@ def judge(q: Question, raw: Answer, final: Answer, texts: CorpusTexts) -> dict:
         "first_hit_rank": first_rank if q.answerable else None,
         "citations_verbatim": all(verbatim),
         "n_citations": len(verbatim),
-        "cited_source_ok": (bool(final.citations) and final.citations[0].source in allowed)
+        "cited_source_ok": (bool(final.citations) and cited(final.citations[0].source))
         if q.answerable and answered else None,
         "token_f1": token_f1(final.answer, q.answers) if q.answerable and answered else 0.0,
+        "prediction": prediction,  # what SQuAD's measures score: the phrase, else the quote
+        "squad_em": em,
+        "squad_f1": round(f1, 4),
         "timings_ms": raw.timings_ms,
     }
     return row
@@ -203,6 +209,9 @@ def summarize(rows: list[dict], threshold: float) -> dict:
     def frac(items, pred) -> float | None:
         return round(sum(1 for j in items if pred(j)) / len(items), 4) if items else None
 
+    def mean(items, key) -> float | None:
+        return round(sum(j[key] for j in items) / len(items), 4) if items else None
+
     def hit(k):
         return frac(ans, lambda j: j["first_hit_rank"] is not None and j["first_hit_rank"] <= k)
 
@@ -225,6 +234,10 @@ def summarize(rows: list[dict], threshold: float) -> dict:
                                    lambda j: j["citations_verbatim"]),
         "cited_source_ok": frac(answered_ans, lambda j: j["cited_source_ok"]),
         "token_f1": round(sum(j["token_f1"] for j in ans) / len(ans), 4) if ans else None,
+        "squad_em": mean(J, "squad_em"),
+        "squad_f1": mean(J, "squad_f1"),
+        "squad_em_answerable": mean(ans, "squad_em"),
+        "squad_f1_answerable": mean(ans, "squad_f1"),
         "threshold": threshold,
         "machine": machine.describe(),
     }
@@ -281,7 +294,7 @@ def plot_curve(rows: list[dict], threshold: float, path: Path) -> None:
     plt.close(fig)
 
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
     if value is None:
         return "–"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -289,13 +302,13 @@ def _fmt(value) -> str:
 
 SUMMARY_KEYS = ("questions", "accuracy", "accuracy_at_1", "hit_at_1", "hit_at_5", "hit_at_10",
                 "mrr", "abstain_unanswerable", "false_abstention", "precision_when_answered",
-                "citations_verbatim", "cited_source_ok", "token_f1", "latency_p50_ms",
-                "latency_p95_ms")
+                "citations_verbatim", "cited_source_ok", "token_f1", "squad_em", "squad_f1",
+                "latency_p50_ms", "latency_p95_ms")
 
 
 def summary_table(metrics: dict) -> str:
     width = max(len(k) for k in SUMMARY_KEYS)
-    rows = [f"{k:<{width}}  {_fmt(metrics.get(k))}" for k in SUMMARY_KEYS]
+    rows = [f"{k:<{width}}  {fmt(metrics.get(k))}" for k in SUMMARY_KEYS]
     m = metrics.get("machine")
     if m:
         rows.append(f"{'machine':<{width}}  {m['cpu']}, {m['isa']}, {m['cores']} cores")
@@ -307,7 +320,7 @@ def write_report(rows: list[dict], questions: list[Question], metrics: dict, out
     """report.md: the metrics, latency per stage, the plot, and the worst misses."""
     by_id = {q.id: q for q in questions}
     lines = [f"# Evaluation: {title}", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(metrics.get(k))} |" for k in SUMMARY_KEYS]
+    lines += [f"| {k} | {fmt(metrics.get(k))} |" for k in SUMMARY_KEYS]
     lines += ["", "## Latency per stage (ms)", "", "| stage | p50 | p95 |", "|---|---|---|"]
     for stage in ("encode", "retrieve", "answer", "total"):
         lines.append(f"| {stage} | {metrics[f'{stage}_p50_ms']} | {metrics[f'{stage}_p95_ms']} |")
@@ -362,11 +375,33 @@ def failures(metrics: dict, bounds: dict[str, float]) -> list[str]:
     return out
 
 
-def run_cli(args, settings) -> int:
-    """`qa eval`: run, write results.jsonl / metrics.json / report.md / coverage.png."""
-    from qa.engine import Assistant
+def load_set(args, settings: Settings) -> tuple[list[Question], Settings]:
+    """The questions of `args.questions` and the settings to ask them with. A SQuAD file
+    (`qa.squad_sets`) is asked of its own articles, written as a corpus with an index of
+    its own, unless --corpus names a folder."""
+    from qa import squad_sets
 
-    questions = load_questions(Path(args.questions))
+    path = Path(args.questions)
+    found = squad_sets.read(path)
+    if found is None:
+        return load_questions(path), settings
+    print(found.describe(), file=sys.stderr)
+    if args.corpus:
+        return squad_sets.against(found.questions, settings.corpus), settings
+    corpus = squad_sets.write_corpus(found)
+    print(f"asking them of its {len(found.articles)} articles, written to {corpus}",
+          file=sys.stderr)
+    index = Path(args.index).expanduser() if args.index else None  # QA_INDEX is another's
+    return list(found.questions), settings.replace(corpus=corpus, index=index)
+
+
+def run_cli(args, settings) -> int:
+    """`qa eval`: run, write results.jsonl / metrics.json / report.md / coverage.png /
+    report.html."""
+    from qa.engine import Assistant
+    from qa.report_html import write_html
+
+    questions, settings = load_set(args, settings)
     if args.limit:
         questions = questions[: args.limit]
     bounds = parse_bounds(args.fail_under)
@@ -381,9 +416,11 @@ def run_cli(args, settings) -> int:
     metrics = summarize(rows, assistant.threshold())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot_curve(rows, assistant.threshold(), out / "coverage.png")
-    write_report(rows, questions, metrics, out, Path(args.questions).name)
+    title = Path(args.questions).name
+    write_report(rows, questions, metrics, out, title)
+    write_html(rows, questions, metrics, out, title)
     print(summary_table(metrics))
-    print(f"\nwrote {out}/results.jsonl, metrics.json, report.md, coverage.png")
+    print(f"\nwrote {out}/results.jsonl, metrics.json, report.md, coverage.png, report.html")
     failed = failures(metrics, bounds)
     for line in failed:
         print(f"qa eval: FAIL {line}", file=sys.stderr)

@@ -73,6 +73,8 @@ class Settings:
     reader_windows: int = 2  # top ranker candidates the reader reads, each with neighbours
     # (2: the best point of the accuracy-latency curve, docs/benchmarks.md)
     api_concurrency: int | None = None  # questions the server answers at once; None: cores
+    # the Bearer key /v1 (the OpenAI-compatible API) asks for; None: open (qa/api/auth.py)
+    api_key: str | None = field(default=None, repr=False)
     exclude: tuple[str, ...] = field(default=())  # corpus-relative paths left out
 
     @property
@@ -134,6 +136,8 @@ class Settings:
         if self.api_concurrency is not None and self.api_concurrency < 1:
             raise SettingError(f"api_concurrency must be at least 1, got "
                                f"{self.api_concurrency}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise SettingError("api_key must not be blank (unset QA_API_KEY to leave /v1 open)")
         if not self.reader.strip():
             raise SettingError("reader must be auto, off or a folder")
 

@@ -74,7 +74,7 @@ def test_schemathesis_finds_nothing(live_url, tmp_path):
     assert run.returncode == 0 and report["exit_code"] == 0, output
     assert report["failures"] == [] and report["errors"] == [], output
     assert report["complete"] and report["stop_reason"] == "completed", output
-    assert report["operations"]["tested"] == report["operations"]["total"] == 5, output
+    assert report["operations"]["tested"] == report["operations"]["total"] == 7, output
     for phase in ("examples", "coverage", "fuzzing"):
         assert report["phases"][phase]["status"] == "success", (phase, output)
     cases = report["test_cases"]

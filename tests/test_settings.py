@@ -33,3 +33,11 @@ def test_default_index_is_outside_the_repo_and_per_corpus(monkeypatch, tmp_path)
     assert a.parent == tmp_path / "indexes" and a.name.startswith("seeds-")
     assert default_index_dir(tmp_path / "other" / "seeds") != a
     assert Settings.load(env={}).index_dir == a
+
+
+def test_api_key_from_the_environment_is_kept_out_of_reprs():
+    s = Settings.load(env={"QA_API_KEY": "sk-secret-1"})
+    assert s.api_key == "sk-secret-1" and "sk-secret-1" not in repr(s)
+    assert Settings.load(env={"QA_API_KEY": ""}).api_key is None  # empty: unset, /v1 open
+    with pytest.raises(ValueError, match="api_key"):
+        Settings.load(env={"QA_API_KEY": "  "})

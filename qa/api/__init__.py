@@ -10,15 +10,22 @@ Routes (every error is JSON `{"error": "..."}` with a 4xx/5xx status):
     GET  /api/health     status, document/chunk counts, model, index build time
     GET  /api/documents  the indexed files
     POST /api/reload     re-read the corpus (incremental) and swap the index in, no downtime
+    GET  /v1/models, POST /v1/chat/completions
+                         OpenAI-compatible chat (plain and streamed): the quote with numbered
+                         references as the reply, the structured answer in `cited_qa`
     GET  /docs           OpenAPI documentation of the above
 
 Errors by kind (`qa.errors`): BadInput -> 400, Busy -> 409, Unusable -> 503 (naming the
 fix); 413/415/422 for a body that is too large, not JSON, or of the wrong shape; 404/405
 (with `Allow`) for unknown paths and methods; 500 for anything else, logged.
 
+Under /v1/ errors take OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`,
+and with QA_API_KEY set every /v1 request needs `Authorization: Bearer <key>` (401 else).
+
 Modules: `schemas` (request/response models, the documented error table), `guard`
-(ASGI middleware: body limit, arrival time, one error shape), `handlers` (exceptions to
-responses), `routes` (`create_app`), `serving` (`serve`, `serve_in_thread`, `mount_uis`).
+(ASGI middleware: body limits, arrival time, one error shape), `handlers` (exceptions to
+responses), `routes` (`create_app`), `serving` (`serve`, `serve_in_thread`, `mount_uis`),
+`openai_schemas` / `openai_routes` / `chat` (the /v1 API), `auth` (the API key).
 `serve()` adds the user interfaces registered under the entry-point group `cited_qa.ui`
 (`mount(app, assistant) -> app`); this package never imports them itself, so the
 dependency stays one-way: embeddings -> qa -> ui.

@@ -1,39 +1,43 @@
-"""ASGI middleware in front of every route: the /api/ body-size limit and arrival time,
-and the `{"error": ...}` shape for "no such page" answers of whatever is mounted beside
-the API (a chat page's own framework answers 404/405 as `{"detail": ...}`)."""
+"""ASGI middleware in front of every route: the body-size limits and arrival time of /api/
+and /v1/ requests, and the `{"error": ...}` shape for "no such page" answers of whatever is
+mounted beside the API (a chat page's own framework answers 404/405 as `{"detail": ...}`)."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from fastapi.responses import JSONResponse
-
-from qa.api.handlers import not_found_message
-from qa.api.schemas import MAX_BODY_BYTES
+from qa.api.handlers import OPENAI_PREFIX, error_response, not_found_message
+from qa.api.schemas import MAX_BODY_BYTES, MAX_CHAT_BODY_BYTES
 
 API_PREFIX = "/api/"
 T0 = "cited_qa.t0"  # ASGI scope key: when the request arrived (perf_counter seconds)
 
 
-async def send_error(send, status: int, message: str, headers: dict | None = None) -> None:
-    """Send a complete `{"error": message}` response through the raw ASGI `send`."""
-    response = JSONResponse({"error": message}, status_code=status, headers=headers)
+async def send_error(send, status: int, message: str, headers: dict | None = None,
+                     path: str = API_PREFIX, code: str | None = None) -> None:
+    """Send a complete error response (its shape decided by `path`, `handlers.error_response`)
+    through the raw ASGI `send`."""
+    response = error_response(path, status, message, headers, code=code)
     await send({"type": "http.response.start", "status": status,
                 "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
 
 class ApiGuard:
-    """For /api/ requests: note the arrival time and refuse bodies over `max_body` bytes
-    with 413, whether announced by Content-Length or streamed."""
+    """For /api/ and /v1/ requests: note the arrival time and refuse bodies over the
+    prefix's limit (`max_body`; `max_chat_body` for /v1/, whose chat history grows with the
+    conversation) with 413, whether announced by Content-Length or streamed."""
 
-    def __init__(self, app, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app, max_body: int = MAX_BODY_BYTES,
+                 max_chat_body: int = MAX_CHAT_BODY_BYTES) -> None:
         self.app = app
-        self.max_body = max_body
+        self.limits = {API_PREFIX: max_body, OPENAI_PREFIX: max_chat_body}
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        path = scope["path"] if scope["type"] == "http" else ""
+        limit = next((n for prefix, n in self.limits.items() if path.startswith(prefix)), None)
+        if limit is None:
             await self.app(scope, receive, send)
             return
         scope[T0] = time.perf_counter()
@@ -42,11 +46,11 @@ class ApiGuard:
             try:
                 announced = int(length)
             except ValueError:
-                await send_error(send, 400, "invalid Content-Length header")
+                await send_error(send, 400, "invalid Content-Length header", path=path)
                 return
-            if announced > self.max_body:
+            if announced > limit:
                 await send_error(send, 413, f"request body is {announced} bytes; the limit "
-                                            f"is {self.max_body}")
+                                            f"is {limit}", path=path)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -56,9 +60,9 @@ class ApiGuard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
                 await send_error(send, 413, f"request body is over the limit of "
-                                            f"{self.max_body} bytes")
+                                            f"{limit} bytes", path=path)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -77,7 +81,7 @@ class ApiGuard:
 
 
 class ErrorShape:
-    """Outside /api/: rewrite a 404/405 JSON body `{"detail": "..."}` (FastAPI's shape,
+    """Outside /api/ and /v1/: rewrite a 404/405 JSON body `{"detail": "..."}` (FastAPI's shape,
     which a mounted chat page's framework uses for unknown paths and wrong methods) into
     `{"error": "..."}`, so every JSON error of the server has one shape. Other
     responses, and HEAD requests (no body), pass through untouched."""
@@ -89,7 +93,7 @@ class ErrorShape:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if (scope["type"] != "http" or scope["path"].startswith(API_PREFIX)
+        if (scope["type"] != "http" or scope["path"].startswith((API_PREFIX, OPENAI_PREFIX))
                 or scope.get("method") == "HEAD"):
             await self.app(scope, receive, send)
             return

@@ -4,6 +4,10 @@ By kind (`qa.errors`): `BadInput` -> 400, `Unusable` -> 503 (the message names t
 command that fixes it), `Busy` -> 409. FastAPI's validation errors -> 422 with one line
 per field (400 for a body that isn't JSON, 415 for one not sent as JSON); its HTTP
 errors keep their status in the `{"error"}` shape; anything else -> 500, logged.
+
+Under /v1/ (the OpenAI-compatible API) the same failures take OpenAI's shape,
+`{"error": {"message", "type", "param", "code"}}` (`error_response`), and a body of the
+wrong shape is 400, as OpenAI answers it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,31 @@ from qa.errors import BadInput, Busy, QuestionError, Unusable
 
 log = logging.getLogger("qa.api")
 
+OPENAI_PREFIX = "/v1/"  # the OpenAI-compatible API (qa/api/openai_routes.py)
+
+
+# --- the two error shapes --------------------------------------------------------------
+
+
+def is_openai_path(path: str) -> bool:
+    return path.startswith(OPENAI_PREFIX) or path == OPENAI_PREFIX.rstrip("/")
+
+
+def openai_error(status: int, message: str, code: str | None = None,
+                 param: str | None = None) -> dict:
+    """OpenAI's error object: `type` is invalid_request_error for 4xx, server_error else."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_response(path: str, status: int, message: str, headers: dict | None = None, *,
+                   code: str | None = None, param: str | None = None) -> JSONResponse:
+    """The error response for a request to `path`: OpenAI's shape under /v1/,
+    `{"error": message}` everywhere else."""
+    body = (openai_error(status, message, code, param) if is_openai_path(path)
+            else {"error": message})
+    return JSONResponse(body, status_code=status, headers=headers)
+
 
 # --- error kinds -----------------------------------------------------------------------
 
@@ -31,21 +60,22 @@ def _kinds() -> tuple[tuple, tuple]:
     return (Unusable, IndexUnusable), (Busy, IndexBusy)
 
 
-def kind_response(exc: BaseException) -> JSONResponse | None:
-    """The response for an error of a known kind, or None for any other exception.
+def kind_response(exc: BaseException, path: str = "/api/") -> JSONResponse | None:
+    """The response for an error of a known kind, or None for any other exception
+    (`path`: the request's, which decides the error's shape).
 
     Unusable is checked first: the store's IndexUnusable may still be a ValueError."""
     unusable, busy = _kinds()
     if isinstance(exc, unusable):
         log.error("cannot serve: %s", exc)
-        return JSONResponse({"error": str(exc)}, status_code=503)
+        return error_response(path, 503, str(exc))
     if isinstance(exc, busy):
-        return JSONResponse({"error": str(exc)}, status_code=409)
+        return error_response(path, 409, str(exc))
     if isinstance(exc, BadInput):
         message = str(exc)
         if isinstance(exc, QuestionError) and not message.startswith("question"):
             message = f"question: {message}"
-        return JSONResponse({"error": message}, status_code=400)
+        return error_response(path, 400, message)
     return None
 
 
@@ -80,12 +110,16 @@ def _where(loc: tuple) -> str:
     return out or "request body"
 
 
-def _describe(err: dict) -> str:
+ANSWER_EXAMPLE = '{"question": "..."}'
+CHAT_EXAMPLE = '{"model": "cited-qa", "messages": [{"role": "user", "content": "..."}]}'
+
+
+def _describe(err: dict, example: str) -> str:
     kind = err.get("type", "")
     where = _where(tuple(err.get("loc", ())))
     if kind == "missing":
         if where == "request body":
-            return 'request body is missing: send a JSON object such as {"question": "..."}'
+            return f"request body is missing: send a JSON object such as {example}"
         return f"{where}: this field is required"
     if kind == "extra_forbidden":
         return f"{where}: unknown field"
@@ -96,19 +130,28 @@ def _describe(err: dict) -> str:
     return f"{where}: {msg}"
 
 
-def validation_message(errors: list[dict]) -> tuple[int, str]:
+def validation_message(errors: list[dict], example: str = ANSWER_EXAMPLE) -> tuple[int, str]:
     """(status, message) for FastAPI validation errors: 400 for a body that isn't JSON,
-    422 for JSON of the wrong shape."""
+    422 for JSON of the wrong shape (`example`: a body to suggest when there is none)."""
     for err in errors:
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
             return 400, f"the request body is not valid JSON{': ' + detail if detail else ''}"
     if not errors:
         return 422, "invalid request"
-    lines = list(dict.fromkeys(_describe(e) for e in errors[:10]))
+    lines = list(dict.fromkeys(_describe(e, example) for e in errors[:10]))
     if any(e.get("type") == "extra_forbidden" for e in errors):
         lines.append("allowed fields: question, top_k, history (turns: question, answer)")
     return 422, "; ".join(lines)
+
+
+def _openai_param(errors: list[dict]) -> str | None:
+    """The first field a validation error names, as OpenAI's `param` ("messages[0].role")."""
+    for err in errors:
+        where = _where(tuple(err.get("loc", ())))
+        if where != "request body" and err.get("type") != "json_invalid":
+            return where
+    return None
 
 
 # --- the handlers ----------------------------------------------------------------------
@@ -121,11 +164,15 @@ def install(app: FastAPI) -> None:
     async def _on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         kind = request.headers.get("content-type", "")
         media = kind.split(";")[0].strip().lower()
+        path = request.url.path
         if kind and not (media == "application/json" or media.endswith("+json")):
-            return JSONResponse({"error": f"send the body as JSON with Content-Type: "
-                                          f"application/json (got {kind[:100]!r})"},
-                                status_code=415)
-        status, message = validation_message(list(exc.errors()))
+            return error_response(path, 415, "send the body as JSON with Content-Type: "
+                                             f"application/json (got {kind[:100]!r})")
+        errors = list(exc.errors())
+        if is_openai_path(path):  # OpenAI answers a body of the wrong shape with 400
+            _, message = validation_message(errors, CHAT_EXAMPLE)
+            return error_response(path, 400, message, param=_openai_param(errors))
+        status, message = validation_message(errors)
         return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -135,18 +182,18 @@ def install(app: FastAPI) -> None:
             message = "the request body is not valid JSON (it must be UTF-8 encoded JSON)"
         elif exc.status_code == 404 and message == "Not Found":
             message = not_found_message(request.url.path)
-        return JSONResponse({"error": message}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return error_response(request.url.path, exc.status_code, message,
+                              getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path,
                   exc_info=exc)
-        return JSONResponse({"error": "internal server error (logged on the server)"},
-                            status_code=500)
+        return error_response(request.url.path, 500,
+                              "internal server error (logged on the server)")
 
     async def _on_kind(request: Request, exc: Exception) -> JSONResponse:
-        response = kind_response(exc)
+        response = kind_response(exc, request.url.path)
         return response if response is not None else await _on_crash(request, exc)
 
     unusable, busy = _kinds()

@@ -1,4 +1,5 @@
-"""The FastAPI app: `create_app(assistant)` with the routes under /api/.
+"""The FastAPI app: `create_app(assistant)` with the routes under /api/ and the
+OpenAI-compatible ones under /v1/ (qa/api/openai_routes.py).
 
 (No `from __future__ import annotations` here: the request model of /api/answer is made
 per app, with that server's question limit, and FastAPI must see the class itself in the
@@ -15,8 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
-from qa.api import handlers
+from qa.api import handlers, openai_routes
+from qa.api.auth import KeyGuard
 from qa.api.guard import API_PREFIX, T0, ApiGuard, ErrorShape
+from qa.api.handlers import OPENAI_PREFIX
 from qa.api.schemas import (
     ANSWER_ERRORS,
     INDEX_ERRORS,
@@ -42,12 +45,14 @@ DESCRIPTION = (
     "the closest passages are returned as related material. Errors are JSON: "
     "`{\"error\": \"...\"}`: 400 for input that can't be used, 409 while another process "
     "writes the index, 413/415/422 for the wrong body, 503 when a file the server needs is "
-    "missing or damaged (the message names the command that fixes it).")
+    "missing or damaged (the message names the command that fixes it). Under /v1/, an "
+    "OpenAI-compatible chat API (`GET /v1/models`, `POST /v1/chat/completions`) answers "
+    "with the same quotes; its errors take OpenAI's shape.")
 
 
 class _Elsewhere:
-    """Every other method or path under /api/: 405 with `Allow` naming the methods the
-    path takes, or 404."""
+    """Every other method or path under /api/ and /v1/: 405 with `Allow` naming the
+    methods the path takes, or 404 (in the prefix's error shape)."""
 
     def __init__(self, allowed: dict[str, tuple]) -> None:
         self.allowed = allowed  # route path -> (its compiled pattern, methods)
@@ -57,12 +62,12 @@ class _Elsewhere:
         allowed = next((methods for pattern, methods in self.allowed.values()
                         if pattern.match(path)), None)
         if allowed:
-            response = JSONResponse(
-                {"error": f"{method} is not allowed on {path}; use {', '.join(allowed)}"},
-                status_code=405, headers={"Allow": ", ".join(allowed)})
+            response = handlers.error_response(
+                path, 405, f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+                {"Allow": ", ".join(allowed)})
         else:
-            response = JSONResponse({"error": f"no such endpoint: {path} (see /docs)"},
-                                    status_code=404)
+            response = handlers.error_response(path, 404,
+                                               f"no such endpoint: {path} (see /docs)")
         await response(scope, receive, send)
 
 
@@ -95,6 +100,8 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
     )
     app.state.assistant = assistant
     app.add_middleware(ApiGuard, max_body=max_body_bytes)
+    if settings.api_key is not None:  # before the body is read: no key, no 413 either
+        app.add_middleware(KeyGuard, key=settings.api_key)
     app.add_middleware(ErrorShape)  # outermost: it also sees what mounted pages answer
     handlers.install(app)
 
@@ -214,14 +221,18 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 "sentences": report.sentences, "embedded": report.embedded,
                 "seconds": round(report.seconds, 3)}
 
+    openai_routes.install(app, assistant, gate)
+
     allowed: dict[str, tuple] = {}
     for route in app.routes:
         path = getattr(route, "path", "")
-        if path.startswith(API_PREFIX):
+        if path.startswith((API_PREFIX, OPENAI_PREFIX)):
             methods = allowed.get(path, (None, ()))[1]
             allowed[path] = (route.path_regex, sorted({*methods, *route.methods}))
     # An ASGI app as the endpoint: Starlette's route then takes every method (TRACE,
     # PROPFIND, ...), so none falls through to a page mounted at "/" and its 404.
-    app.router.routes.append(Route("/api/{rest:path}", _Elsewhere(allowed),
-                                   include_in_schema=False))
+    elsewhere = _Elsewhere(allowed)
+    for prefix in (API_PREFIX, OPENAI_PREFIX):
+        app.router.routes.append(Route(prefix + "{rest:path}", elsewhere,
+                                       include_in_schema=False))
     return app

@@ -18,6 +18,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from qa.settings import MAX_TOP_K
 
 MAX_BODY_BYTES = 64 * 1024  # request bodies under /api/ larger than this get 413
+# under /v1/: a chat client sends the whole conversation, replies and their quotes included
+MAX_CHAT_BODY_BYTES = 1024 * 1024
 MAX_HISTORY_TURNS = 50
 DEFAULT_MAX_QUESTION_CHARS = 1000
 
