@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,70 +221,27 @@ class ExactNet:
     """The reader's network from its int8 ONNX file (`qa reader export`), computed with
     `embeddings.exact`: the same logits, bit for bit, on every x86-64 CPU. The file's
     7-bit weights and scales are used as they are; its 8-bit embedding tables are
-    dequantised once."""
+    dequantised once. The arrays are kept as a .npz under $QA_HOME/models/ (named by the
+    file's hash), so later loads skip the onnx package (~0.7 s to import)."""
 
     def __init__(self, path: Path) -> None:
-        import onnx
-        from onnx import numpy_helper
-
         from embeddings.exact import Bert, Layer, QLinear
 
-        model = onnx.load(str(path))
-        init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        w = reader_weights(path)
+        emb = {"word": w["emb.word"], "position": w["emb.position"], "type": w["emb.type"],
+               "ln": (w["emb.ln.w"], w["emb.ln.b"])}
 
-        def deq(name):
-            q = init[f"{name}_quantized"].astype(np.float32)
-            zp = np.float32(init[f"{name}_zero_point"])
-            return np.ascontiguousarray((q - zp) * np.float32(init[f"{name}_scale"]))
+        def linear(name):
+            return QLinear.from_int8(w[f"{name}.w"], w[f"{name}.s"], w[f"{name}.b"])
 
-        def linear(node, bias):
-            w, scale, zp = (init[node.input[1]], init[node.input[1][: -len("quantized")]
-                                                       + "scale"], init[node.input[3]])
-            if np.any(zp != 0):
-                raise ReaderUnusable(f"{path}: asymmetric weights are not supported")
-            return QLinear.from_int8(w, scale, bias)
-
-        nodes = model.graph.node
-        matmuls = {n.output[0]: n for n in nodes if n.op_type == "MatMulInteger"}
-
-        def find(part):
-            hits = [n for out, n in matmuls.items() if part in out]
-            if len(hits) != 1:
-                raise ReaderUnusable(f"{path} is not a reader export this version reads "
-                                     f"({part}): export it again with `qa reader export`")
-            return hits[0]
-
-        attention = [n for n in nodes if n.op_type == "QAttention"]
-        embed = [n for n in nodes if n.op_type == "QEmbedLayerNormalization"]
-        if not attention or len(embed) != 1:
-            raise ReaderUnusable(f"{path} is not a fused int8 reader export: export it "
-                                 "again with `qa reader export`")
-        heads = next(int(onnx.helper.get_attribute_value(a)) for a in attention[0].attribute
-                     if a.name == "num_heads")
-        eps = next((float(onnx.helper.get_attribute_value(a)) for a in embed[0].attribute
-                    if a.name == "epsilon"), 1e-12)
-        e = "bert.embeddings."
-        emb = {"word": deq(e + "word_embeddings.weight"),
-               "position": deq(e + "position_embeddings.weight"),
-               "type": deq(e + "token_type_embeddings.weight"),
-               "ln": (deq(e + "LayerNorm.weight"), deq(e + "LayerNorm.bias"))}
-        layers = []
-        for i, node in enumerate(attention):
-            a = f"bert.encoder.layer.{i}."
-            qkv = QLinear.from_int8(init[node.input[1]], init[node.input[4]],
-                                    init[node.input[2]])
-            layers.append(Layer(
-                qkv, linear(find(f"layer.{i}/attention/output/dense"),
-                            init[a + "attention.output.dense.bias"]),
-                (init[a + "attention.output.LayerNorm.weight"],
-                 init[a + "attention.output.LayerNorm.bias"]),
-                linear(find(f"layer.{i}/intermediate/dense"),
-                       init[a + "intermediate.dense.bias"]),
-                linear(find(f"layer.{i}/output/dense"), init[a + "output.dense.bias"]),
-                (init[a + "output.LayerNorm.weight"], init[a + "output.LayerNorm.bias"])))
-        self.bert = Bert(emb, layers, heads, eps)
-        self.tokens = linear(find("/tokens/"), init["tokens.bias"])
-        self.null = linear(find("/null/"), init["null.bias"])
+        layers = [Layer(linear(f"{i}.qkv"), linear(f"{i}.out"), (w[f"{i}.ln1.w"],
+                                                                   w[f"{i}.ln1.b"]),
+                        linear(f"{i}.up"), linear(f"{i}.down"),
+                        (w[f"{i}.ln2.w"], w[f"{i}.ln2.b"]))
+                  for i in range(int(w["layers"]))]
+        self.bert = Bert(emb, layers, int(w["heads"]), float(w["eps"]))
+        self.tokens = linear("tokens")
+        self.null = linear("null")
         for b, n in ((1, 8), (2, 192)):  # compile or load every kernel variant now
             ones = np.ones((b, n), dtype=np.int64)
             self({"input_ids": ones * 100, "attention_mask": ones, "token_type_ids": ones})
@@ -304,6 +262,93 @@ class ExactNet:
         q, s = k.quantize(cls, ACT_MAX)
         null = k.dequantize(self.null.acc(q), s, self.null.scale, self.null.bias)
         return tok.reshape(b, n, -1), null[:, 0]
+
+
+def reader_weights(path: Path) -> dict[str, np.ndarray]:
+    """The arrays ExactNet needs from an int8 reader export, from the .npz cache when it
+    holds this file's (by SHA-256), else read from the ONNX file and cached."""
+    from embeddings import files
+
+    cache = files.qa_home() / "models" / f"reader-{files.sha256_file(path)[:16]}.npz"
+    if cache.is_file():
+        try:
+            with np.load(cache) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged: read again
+            pass
+    weights = _weights_from_onnx(path)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = files.temp_path(cache.parent, cache.name)
+        with open(tmp, "wb") as f:
+            np.savez(f, **weights)
+        files.move_into_place(tmp, cache)
+    except OSError:  # a read-only home: answer anyway, just slower to start
+        pass
+    return weights
+
+
+def _weights_from_onnx(path: Path) -> dict[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    nodes = model.graph.node
+    matmuls = {n.output[0]: n for n in nodes if n.op_type == "MatMulInteger"}
+    out: dict[str, np.ndarray] = {}
+
+    def deq(name):
+        q = init[f"{name}_quantized"].astype(np.float32)
+        zp = np.float32(init[f"{name}_zero_point"])
+        return np.ascontiguousarray((q - zp) * np.float32(init[f"{name}_scale"]))
+
+    def find(part):
+        hits = [n for o, n in matmuls.items() if part in o]
+        if len(hits) != 1:
+            raise ReaderUnusable(f"{path} is not a reader export this version reads "
+                                 f"({part}): export it again with `qa reader export`")
+        return hits[0]
+
+    def linear(key, node, bias):
+        w, zp = init[node.input[1]], init[node.input[3]]
+        if np.any(zp != 0):
+            raise ReaderUnusable(f"{path}: asymmetric weights are not supported")
+        out[f"{key}.w"] = w
+        out[f"{key}.s"] = init[node.input[1][: -len("quantized")] + "scale"]
+        out[f"{key}.b"] = bias
+
+    attention = [n for n in nodes if n.op_type == "QAttention"]
+    embed = [n for n in nodes if n.op_type == "QEmbedLayerNormalization"]
+    if not attention or len(embed) != 1:
+        raise ReaderUnusable(f"{path} is not a fused int8 reader export: export it again "
+                             "with `qa reader export`")
+    out["heads"] = np.array(next(int(onnx.helper.get_attribute_value(a))
+                                 for a in attention[0].attribute if a.name == "num_heads"))
+    out["eps"] = np.array(next((float(onnx.helper.get_attribute_value(a))
+                                for a in embed[0].attribute if a.name == "epsilon"), 1e-12))
+    out["layers"] = np.array(len(attention))
+    e = "bert.embeddings."
+    for key, name in (("word", "word_embeddings.weight"),
+                      ("position", "position_embeddings.weight"),
+                      ("type", "token_type_embeddings.weight"),
+                      ("ln.w", "LayerNorm.weight"), ("ln.b", "LayerNorm.bias")):
+        out[f"emb.{key}"] = deq(e + name)
+    for i, node in enumerate(attention):
+        a = f"bert.encoder.layer.{i}."
+        out[f"{i}.qkv.w"], out[f"{i}.qkv.s"] = init[node.input[1]], init[node.input[4]]
+        out[f"{i}.qkv.b"] = init[node.input[2]]
+        linear(f"{i}.out", find(f"layer.{i}/attention/output/dense"),
+               init[a + "attention.output.dense.bias"])
+        linear(f"{i}.up", find(f"layer.{i}/intermediate/dense"),
+               init[a + "intermediate.dense.bias"])
+        linear(f"{i}.down", find(f"layer.{i}/output/dense"), init[a + "output.dense.bias"])
+        for key, name in (("ln1", "attention.output.LayerNorm"), ("ln2", "output.LayerNorm")):
+            out[f"{i}.{key}.w"] = init[a + name + ".weight"]
+            out[f"{i}.{key}.b"] = init[a + name + ".bias"]
+    linear("tokens", find("/tokens/"), init["tokens.bias"])
+    linear("null", find("/null/"), init["null.bias"])
+    return out
 
 
 class Reader:

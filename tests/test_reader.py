@@ -118,3 +118,20 @@ def test_shipped_reader_has_7_bit_weights_so_every_cpu_computes_the_same_integer
     from qa.reader import READER_DIR
 
     assert int8_weight_range(READER_DIR / R.MODEL_FILE) <= 64
+
+
+def test_exact_net_weights_are_cached_by_file_hash_and_a_damaged_cache_is_redone(
+        tmp_path, monkeypatch):
+    from embeddings import files
+    from qa.reader import READER_DIR
+
+    monkeypatch.setenv("QA_HOME", str(tmp_path))
+    first = R.reader_weights(READER_DIR / R.MODEL_FILE)
+    (cache,) = (files.qa_home() / "models").glob("reader-*.npz")
+    again = R.reader_weights(READER_DIR / R.MODEL_FILE)  # from the .npz, no onnx import
+    assert first.keys() == again.keys() and int(first["layers"]) == 6
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+    cache.write_bytes(b"not a zip")
+    redone = R.reader_weights(READER_DIR / R.MODEL_FILE)
+    np.testing.assert_array_equal(redone["0.qkv.w"], first["0.qkv.w"])
