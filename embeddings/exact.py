@@ -8,14 +8,14 @@ int8 model quantises each activation from those values, and a value a hair diffe
 rounds to another integer: a logit then moves by up to 0.3 (issue 28). Here every
 operation is chosen so that its result cannot depend on the kernel:
 
-- matrix products multiply *integers* whose sums provably stay below 2**24 (fp32) or
-  2**53 (fp64), or run as int8 x int8 -> int32 (`torch._int_mm`); integer sums are exact
-  in any order;
+- matrix products multiply *integers* whose sums provably stay below 2**24 (fp32: the
+  attention's), or run as int8 x int8 -> int32 (`torch._int_mm`: the linear layers');
+  integer sums are exact in any order;
 - activations are quantised per row (per token), from the row's largest magnitude (a max
   is exact in any order), so a row's result never depends on the other rows of the batch;
-- sums of floats run as a fixed tree of pairwise additions (`tree_sum`), each an IEEE
-  addition, correctly rounded on every CPU; multiplications, divisions and square roots
-  are correctly rounded too;
+- sums of floats run in a fixed order: a tree of pairwise additions (`tree_sum`) or, in
+  the numba kernels (`exact_kernels`), index order on one thread per row; each IEEE
+  addition, multiplication, division and square root is correctly rounded on every CPU;
 - exp and the normal CDF (GELU) come from tables on a 2**-10 grid (`tables.npz`, made
   once with Python's `decimal`, software arithmetic; `python -m embeddings.exact` writes it
   again and the tests check it).
