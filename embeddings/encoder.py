@@ -325,7 +325,22 @@ class TorchEncoder(Encoder):
         return out[0].float().numpy()
 
 
-class ExactEncoder(Encoder):
+class _Tokenized(Encoder):
+    """A backend tokenizing with a `tokenizers.Tokenizer` in `self.tokenizer` (Rust)."""
+
+    tokenizer: object
+
+    def _tokenize(self, texts):
+        if not texts:
+            return []
+        return [(e.ids, e.offsets, e.special_tokens_mask)
+                for e in self.tokenizer.encode_batch(texts)]
+
+    def token_strings(self, ids):
+        return [self.tokenizer.id_to_token(int(i)) for i in ids]
+
+
+class ExactEncoder(_Tokenized):
     """The transformer computed with `embeddings.exact` (int8 products, order-fixed sums):
     the same vectors, bit for bit, on every x86-64 CPU. Loads the sentence-transformers
     folder's weights (Transformer -> mean Pooling [-> Normalize]) with safetensors and
@@ -363,20 +378,11 @@ class ExactEncoder(Encoder):
         if threads:
             torch().set_num_threads(threads)
 
-    def _tokenize(self, texts):
-        if not texts:
-            return []
-        return [(e.ids, e.offsets, e.special_tokens_mask)
-                for e in self.tokenizer.encode_batch(texts)]
-
-    def token_strings(self, ids):
-        return [self.tokenizer.id_to_token(int(i)) for i in ids]
-
     def _forward(self, ids, mask):
         return self.net(ids, mask)
 
 
-class OnnxEncoder(Encoder):
+class OnnxEncoder(_Tokenized):
     """An exported model (`onnx_export.ensure_export`) run with onnxruntime; tokenized with
     `tokenizers` (Rust)."""
 
@@ -407,15 +413,6 @@ class OnnxEncoder(Encoder):
         options.log_severity_level = 3
         self.session = open_session(folder / MODEL_FILES[backend], options)
         self._inputs = {i.name for i in self.session.get_inputs()}
-
-    def _tokenize(self, texts):
-        if not texts:
-            return []
-        return [(e.ids, e.offsets, e.special_tokens_mask)
-                for e in self.tokenizer.encode_batch(texts)]
-
-    def token_strings(self, ids):
-        return [self.tokenizer.id_to_token(int(i)) for i in ids]
 
     def _forward(self, ids, mask):
         feed = {"input_ids": ids, "attention_mask": mask}

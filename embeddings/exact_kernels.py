@@ -45,22 +45,26 @@ def _kernel(fn):
     return run
 
 
+@njit(**_OPTS)
+def _quantize_row(row, lv, out):
+    """One row to integers |q| <= lv (float32 lv) in `out`, from its largest magnitude;
+    returns the scale (row ~ out * scale; 1 for an all-zero row)."""
+    amax = np.float32(0)
+    for j in range(row.shape[0]):
+        a = abs(row[j])
+        if a > amax:
+            amax = a
+    inv = lv / amax if amax > 0 else np.float32(0)
+    for j in range(row.shape[0]):
+        out[j] = min(max(np.rint(row[j] * inv), -lv), lv)
+    return amax / lv if amax > 0 else np.float32(1)
+
+
 @_kernel
 def _quantize_into(x, levels, q, s):
-    n, m = x.shape
     lv = np.float32(levels)
-    for i in prange(n):
-        amax = np.float32(0)
-        for j in range(m):
-            a = abs(x[i, j])
-            if a > amax:
-                amax = a
-        sc = amax / lv if amax > 0 else np.float32(1)
-        inv = lv / amax if amax > 0 else np.float32(0)
-        s[i, 0] = sc
-        for j in range(m):
-            v = np.rint(x[i, j] * inv)
-            q[i, j] = min(max(v, -lv), lv)
+    for i in prange(x.shape[0]):
+        s[i, 0] = _quantize_row(x[i], lv, q[i])
 
 
 def quantize(x: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,19 +108,9 @@ def _ln_into(x, res, w, b, eps, levels, out, q, s):
             d = out[i, j] - mean
             var += d * d
         den = np.sqrt(var / fm + eps)
-        amax = np.float32(0)
         for j in range(m):
-            y = (out[i, j] - mean) / den * w[j] + b[j]
-            out[i, j] = y
-            a = abs(y)
-            if a > amax:
-                amax = a
-        sc = amax / lv if amax > 0 else np.float32(1)
-        inv = lv / amax if amax > 0 else np.float32(0)
-        s[i, 0] = sc
-        for j in range(m):
-            v = np.rint(out[i, j] * inv)
-            q[i, j] = min(max(v, -lv), lv)
+            out[i, j] = (out[i, j] - mean) / den * w[j] + b[j]
+        s[i, 0] = _quantize_row(out[i], lv, q[i])
 
 
 def layer_norm_quantize_residual(x, res, w, b, eps, levels):
@@ -136,22 +130,12 @@ def _gelu_into(acc, s, ws, bias, phi, grid, half, levels, row, q, qs):
     top = 2 * half
     for i in prange(n):
         si = s[i, 0]
-        amax = np.float32(0)
         for j in range(m):
             y = np.float32(acc[i, j]) * si * ws[j] + bias[j]
             k = int(np.rint(y * grid)) + half
             k = min(max(k, 0), top)
-            g = y * phi[k]
-            row[i, j] = g
-            a = abs(g)
-            if a > amax:
-                amax = a
-        sc = amax / lv if amax > 0 else np.float32(1)
-        inv = lv / amax if amax > 0 else np.float32(0)
-        qs[i, 0] = sc
-        for j in range(m):
-            v = np.rint(row[i, j] * inv)
-            q[i, j] = min(max(v, -lv), lv)
+            row[i, j] = y * phi[k]
+        qs[i, 0] = _quantize_row(row[i], lv, q[i])
 
 
 def gelu_quantize(acc, s, ws, bias, phi, grid, half, levels):
@@ -284,20 +268,10 @@ def _merge_into(pv, vs, pv_p, levels, q, s):
         row = np.empty(h * d, dtype=np.float32)
         bb = r // n
         t = r % n
-        amax = np.float32(0)
         for hh in range(h):
             for j in range(d):
-                v = pv[bb, hh, t, j] / pv_p * vs[bb, hh, j]
-                row[hh * d + j] = v
-                a = abs(v)
-                if a > amax:
-                    amax = a
-        sc = amax / lv if amax > 0 else np.float32(1)
-        inv = lv / amax if amax > 0 else np.float32(0)
-        s[r, 0] = sc
-        for j in range(h * d):
-            v = np.rint(row[j] * inv)
-            q[r, j] = min(max(v, -lv), lv)
+                row[hh * d + j] = pv[bb, hh, t, j] / pv_p * vs[bb, hh, j]
+        s[r, 0] = _quantize_row(row, lv, q[r])
 
 
 def merge_heads_quantize(pv, vs, pv_p, levels):
