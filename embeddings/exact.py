@@ -288,18 +288,20 @@ class Bert:
         x = np.ascontiguousarray(x.reshape(b * n, self.hidden))
         x, q, s = k.layer_norm_quantize_residual(x, None, *e["ln"], self.eps, ACT_MAX)
         exp, phi = tables()
+        exp = np.concatenate([exp, np.zeros(1, dtype=np.float32)])  # 0 past the table
+        lengths = valid.sum(axis=1).astype(np.int64)  # masks are prefixes of each row
         for layer in self.layers:
-            x, q, s = self._layer(layer, x, q, s, valid, b, n, exp, phi, k)
+            x, q, s = self._layer(layer, x, q, s, valid, lengths, b, n, exp, phi, k)
         return x.reshape(b, n, self.hidden)
 
-    def _layer(self, layer: Layer, x, q, s, valid, b, n, exp, phi, k):
+    def _layer(self, layer: Layer, x, q, s, valid, lengths, b, n, exp, phi, k):
         t = torch()
         h, d = self.heads, self.hidden // self.heads
         qkv = k.dequantize(layer.qkv.acc(q), s, layer.qkv.scale, layer.qkv.bias)
         qi, qs, ki, ks, vi, vs = k.split_heads(qkv, valid, b, n, h, d, QK_MAX, PV_V,
                                                np.float32(1 / math.sqrt(d)))
         scores = t.matmul(t.from_numpy(qi), t.from_numpy(ki).transpose(-1, -2)).numpy()
-        k.softmax_grid(scores, qs, ks, valid, exp, np.float32(GRID), np.float32(PV_P))
+        k.softmax_grid(scores, qs, ks, lengths, exp, np.float32(GRID), np.float32(PV_P))
         pv = t.matmul(t.from_numpy(scores), t.from_numpy(vi)).numpy()
         q, s = k.merge_heads_quantize(pv, vs, np.float32(PV_P), ACT_MAX)
         x, q, s = k.layer_norm_quantize_residual(

@@ -206,12 +206,10 @@ def split_heads(qkv, valid, b, n, h, d, qk_levels, v_levels, inv_sqrt_d):
     return qi, qs, ki, ks, vi, vs
 
 
-def softmax_grid(scores, qs, ks, valid, exp, grid, pv_p):
+def softmax_grid(scores, qs, ks, lengths, table, grid, pv_p):
     """In place: integer dot products (b, h, n, n) -> softmax weights times pv_p, rounded
-    (integer-valued float32), with exp(-x) from the table at x on the 1/grid grid and 0
-    past it; keys where `valid` (b, n), a prefix of each row, is False weigh 0."""
-    lengths = valid.sum(axis=1).astype(np.int64)
-    table = np.concatenate([exp, np.zeros(1, dtype=np.float32)])
+    (integer-valued float32), with exp(-x) from `table` at x on the 1/grid grid (its last
+    entry 0: past the table); keys at or past a text's length (b,) weigh 0."""
     _softmax_into(scores, qs, ks, lengths, table, grid, pv_p, size=scores.size)
 
 

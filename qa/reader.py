@@ -242,9 +242,7 @@ class ExactNet:
         self.bert = Bert(emb, layers, int(w["heads"]), float(w["eps"]))
         self.tokens = linear("tokens")
         self.null = linear("null")
-        for b, n in ((1, 8), (2, 192)):  # compile or load every kernel variant now
-            ones = np.ones((b, n), dtype=np.int64)
-            self({"input_ids": ones * 100, "attention_mask": ones, "token_type_ids": ones})
+        self.bert.warm()  # compile or load every kernel variant now
 
     def __call__(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Padded model inputs (`batch_arrays`) -> token logits (b, n, 3), null logits (b,).
