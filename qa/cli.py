@@ -132,14 +132,53 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoints", default="", metavar="N,N,...",
                    help="training-window counts at which to save and score a checkpoint")
     t.add_argument("--seed", type=int, default=13)
+    t.add_argument("--windows", nargs="+", default=[], metavar="FILE",
+                   help="windows from `qa reader windows` (the product's retrieval), "
+                   "trained on beside the records' own windows")
+    t.add_argument("--generated", type=float, default=0.0, metavar="SHARE",
+                   help="share of answerable records that also give a generated "
+                   "unanswerable question's window (0-1)")
+    t.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these reader weights (.pt or .safetensors, e.g. "
+                   "../shared/reader-init/reader-3ep.safetensors)")
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--bf16", default="auto", choices=("auto", "on", "off"),
+                   help="bf16 autocast (auto: on CUDA and on CPUs with AVX512-BF16; "
+                   "elsewhere it is emulated, about 100x slower)")
+    t.add_argument("--for-minutes", type=float, metavar="M",
+                   help="stop after M minutes with a resumable checkpoint")
+    t.add_argument("--state-minutes", type=float, default=5.0, metavar="M",
+                   help="minutes between resumable checkpoints (DIR/checkpoints/state.pt)")
     t.add_argument("--resume", metavar="CK",
-                   help="go on from a checkpoint of this run (same data and flags)")
+                   help="go on from DIR/checkpoints/state.pt of this run (same data and "
+                   "flags): weights, optimizer, schedule and random state; or from a "
+                   "weights-only examples-N.pt with --resume-at")
     t.add_argument("--resume-at", type=int, default=0, metavar="N",
-                   help="the training windows the --resume checkpoint had seen")
+                   help="the training windows a weights-only --resume checkpoint had seen")
     t.add_argument("--threads", type=int, help="CPU threads (default: all this process may use)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     t.set_defaults(func=cmd_reader_train)
+    w = rsub.add_parser(
+        "windows", help="training windows as the product reads them (retrieval + ranker)",
+        description="Pack the titled records into corpora of several articles, index each "
+        "with the product's pipeline, run every question through retrieval and the ranker "
+        "and write the windows the reader would read, labelled; plus unanswerable "
+        "questions made from the answerable ones (qa/reader_pool.py, qa/reader_perturb.py). "
+        "Give the files to `qa reader train --windows DIR/*.jsonl.gz`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    w.add_argument("--data", nargs="+", required=True, metavar="FILE",
+                   help="training records (.jsonl or .jsonl.gz) with titles")
+    w.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the windows, a .jsonl.gz per corpus (kept: run again "
+                   "to go on), and pool.json (the summary)")
+    w.add_argument("--paragraphs", type=int, default=400,
+                   help="paragraphs per retrieval corpus")
+    w.add_argument("--corpora", type=int, metavar="N", help="only the first N corpora")
+    w.add_argument("--seed", type=int, default=13)
+    w.add_argument("--quiet", action="store_true", help="no progress bars")
+    w.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    w.set_defaults(func=cmd_reader_windows)
     e = rsub.add_parser("export", help="export a training checkpoint to a reader folder",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("checkpoint", help="a .pt file written by `qa reader train`")
@@ -152,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_reader_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from qa.reader_train import TrainConfig, train
 
     try:
@@ -168,12 +209,32 @@ def cmd_reader_train(args: argparse.Namespace) -> int:
         lr=args.lr, head_lr=args.head_lr, checkpoints=marks, seed=args.seed,
         threads=args.threads, progress=not args.quiet,
         command="qa " + " ".join(sys.argv[1:]), resume=args.resume,
-        resume_at=args.resume_at)
-    if args.resume and args.resume_at <= 0:
-        raise ValueError("--resume needs --resume-at N, the windows its checkpoint had seen")
+        resume_at=args.resume_at, windows=list(args.windows), init=args.init,
+        generated=args.generated, device=args.device, bf16=args.bf16,
+        state_minutes=args.state_minutes, for_minutes=args.for_minutes)
+    if not 0 <= args.generated <= 1:
+        raise ValueError("--generated is a share from 0 to 1")
+    if (args.resume and args.resume_at <= 0 and Path(args.resume).name != "state.pt"):
+        raise ValueError("--resume needs DIR/checkpoints/state.pt, or --resume-at N with a "
+                         "weights-only checkpoint")
     summary = train(cfg)
+    if "stopped" in summary:
+        print(json.dumps({"out": args.out, "stopped": summary["stopped"],
+                          "seen": summary["seen"], "resume": summary["state"]}))
+        return 0
     print(json.dumps({"out": args.out, "train_seconds": summary["train_seconds"],
                       "final": summary["curve"][-1], "checks": summary["checks"]}))
+    return 0
+
+
+def cmd_reader_windows(args: argparse.Namespace) -> int:
+    from qa.reader_pool import build_pool
+
+    if args.paragraphs <= 0:
+        raise ValueError("--paragraphs must be positive")
+    summary = build_pool(args.data, args.out, seed=args.seed, paragraphs=args.paragraphs,
+                         limit_corpora=args.corpora, progress=not args.quiet)
+    print(json.dumps(summary))
     return 0
 
 

@@ -13,7 +13,13 @@ context (split by the product's own sentence splitter, sized like answer-time wi
   adversarial case), otherwise another window of the same context, or of another context
   of the same title that shares the most words with the question (a retrieval-style
   hard negative); none of them contains an answer string;
-- unanswerable records give two "no answer" windows.
+- unanswerable records give two "no answer" windows;
+- with `generated` > 0, that share of the answerable records also gives an unanswerable
+  question made from it (`qa.reader_perturb`) read with the positive window, labelled
+  "no answer" (kind `generated-<how>`), when what the change put in is not in the window.
+
+`pool_examples` turns the windows of `qa reader windows` (`qa.reader_pool`: what the
+product's retrieval puts before the reader) into examples of the same form.
 """
 
 from __future__ import annotations
@@ -198,10 +204,13 @@ class _Builder:
 
 
 def build_examples(records: Sequence[Record], pieces: Pieces, seed: int,
-                   progress: bool = False) -> list[Example]:
+                   progress: bool = False, generated: float = 0.0) -> list[Example]:
     """The training windows of `records` (see the module docstring); deterministic for a
     seed."""
+    from qa.reader_perturb import Names, perturb
+
     rng = random.Random(seed)
+    gen_rng = random.Random(seed + 7)  # its own stream: generated=0 gives the old windows
     b = _Builder(pieces, rng)
     by_title: dict[str, list[int]] = {}
     split: list[list[tuple[int, int]]] = []
@@ -209,6 +218,8 @@ def build_examples(records: Sequence[Record], pieces: Pieces, seed: int,
         split.append(split_sentences(r.context))
         if r.title:
             by_title.setdefault(r.title, []).append(i)
+    names: dict[str, Names] = {}
+    words_of: dict[int, list[set[str]]] = {}  # record -> its sentences' words, made once
     out: list[Example] = []
     iterator: Iterator = iter(range(len(records)))
     if progress:
@@ -237,13 +248,22 @@ def build_examples(records: Sequence[Record], pieces: Pieces, seed: int,
         ex = b.example(r.question, sents[a:z], k - a, span, "positive")
         if ex is not None:
             out.append(ex)
-        neg = _negative(b, records, split, by_title, i, sents, k, a, z, budget)
+        if generated and gen_rng.random() < generated:
+            key = r.title or r.context
+            if key not in names:
+                names[key] = Names("\n\n".join(dict.fromkeys(
+                    records[j].context for j in by_title.get(r.title, [i]))))
+            made = perturb(r.question, r.context, r.context, r.answers, gen_rng, names[key])
+            if made and made[2].lower() not in " ".join(sents[a:z]).lower():
+                out.append(b.example(made[0], sents[a:z], None, None,
+                                     f"generated-{made[1]}"))
+        neg = _negative(b, records, split, by_title, i, sents, k, a, z, budget, words_of)
         if neg is not None:
             out.append(neg)
     return out
 
 
-def _negative(b: _Builder, records, split, by_title, i, sents, k, a, z, budget):
+def _negative(b: _Builder, records, split, by_title, i, sents, k, a, z, budget, words_of):
     r, rng = records[i], b.rng
     roll = rng.random()
     if roll < 0.5:  # the same window without the answer sentence
@@ -264,8 +284,10 @@ def _negative(b: _Builder, records, split, by_title, i, sents, k, a, z, budget):
     for j in by_title.get(r.title, ())[:200]:
         if records[j].context == r.context:
             continue
-        for s, e in split[j]:
-            overlap = len(q & _words(records[j].context[s:e]))
+        if j not in words_of:
+            words_of[j] = [_words(records[j].context[s:e]) for s, e in split[j]]
+        for (s, _), w in zip(split[j], words_of[j], strict=True):
+            overlap = len(q & w)
             if overlap > best_key:
                 best, best_key = (j, s), overlap
     if best is not None:
@@ -276,6 +298,45 @@ def _negative(b: _Builder, records, split, by_title, i, sents, k, a, z, budget):
         if not _has_answer(" ".join(other[a2:z2]), r.answers):
             return b.example(r.question, other[a2:z2], None, None, "cross")
     return None
+
+
+def pool_examples(rows, pieces: Pieces, split: str | None = None) -> list[Example]:
+    """Examples of `qa reader windows` rows (dicts; only those of `split` if given):
+    label 0 or k + 1 for sentence k, the span in that sentence's offsets."""
+    b = _Builder(pieces, random.Random(0))
+    out = []
+    for row in rows:
+        if split is not None and row.get("split", "train") != split:
+            continue
+        label = int(row["label"])
+        span = tuple(row["span"]) if row.get("span") else None
+        ex = b.example(row["question"], list(row["sentences"]),
+                       label - 1 if label else None, span, row["kind"])
+        if ex is not None:
+            out.append(ex)
+    return out
+
+
+def read_pool(paths: Sequence[str | Path]) -> list[dict]:
+    """The rows of `qa reader windows` files."""
+    rows = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"windows file {path} does not exist")
+        with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else \
+                open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                        if row.get("_question"):
+                            continue  # a question's record (pool.json's ceiling)
+                        row["question"], row["sentences"], row["label"], row["kind"]
+                    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                        raise ValueError(f"{path}:{n}: not a window ({exc})") from None
+                    rows.append(row)
+    return rows
 
 
 def dev_split(records: Sequence[Record], fraction: float, seed: int

@@ -33,6 +33,8 @@ import numpy as np
 from qa.reader import TOKENIZER_FILE, Pieces, batch_arrays, best_span, load_tokenizer
 from qa.reader_data import Example, Record, batches, build_examples, dev_split, read_records
 from qa.reader_export import export, write_card, write_meta
+from qa.reader_state import load_weights, prefetch, rng_state, set_rng_state, use_bf16
+from qa.reader_state import save_state as save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,16 @@ class TrainConfig:
     progress: bool = True
     command: str = ""
     resume: str | None = None  # a checkpoint of this same run (same data and flags)
-    resume_at: int = 0  # the training windows that checkpoint had seen
+    resume_at: int = 0  # the training windows a weights-only checkpoint had seen
+    windows: list[str] = field(default_factory=list)  # `qa reader windows` files
+    init: str | None = None  # starting weights of the whole net (.pt or .safetensors)
+    generated: float = 0.0  # share of answerable records that also give a generated
+    # unanswerable window (qa.reader_perturb)
+    device: str = "cpu"  # cpu | cuda
+    bf16: str = "auto"  # auto: on CUDA, and on CPUs with AVX512-BF16 (else emulated: slow)
+    state_minutes: float = 5.0  # minutes between resumable checkpoints (state.pt)
+    for_minutes: float | None = None  # stop after this long with a resumable checkpoint
+    stop_after: int | None = None  # stop after this many batches (the resume test)
 
 
 
@@ -176,10 +187,52 @@ def evaluate_examples(net, examples: Sequence[Example], batch_size: int = 64) ->
             "span_exact": round(span_ok / max(spans, 1), 4)}
 
 
-def train(cfg: TrainConfig) -> dict:
+def _windows(cfg: TrainConfig, pieces: Pieces, records: Sequence[Record]):
+    """(training windows per epoch, held-out windows, held-out retrieved windows)."""
+    from qa.reader_data import pool_examples, read_pool
+
+    train_recs, dev_recs = dev_split(records, cfg.dev_fraction, cfg.seed)
+    rows = read_pool(cfg.windows) if cfg.windows else []
+    pieces.many([r.question for r in records] + [r["question"] for r in rows])
+    pool_train = pool_examples(rows, pieces, "train")
+    pool_dev = pool_examples(rows, pieces, "dev")
+    n_epochs = max(1, math.ceil(cfg.epochs))
+    # fresh windows (other negatives, other window sizes) for every epoch
+    per_epoch = [build_examples(train_recs, pieces, cfg.seed + 100 * e, cfg.progress,
+                                cfg.generated) + pool_train for e in range(n_epochs)]
+    dev = build_examples(dev_recs, pieces, cfg.seed + 1, generated=cfg.generated)
+    return train_recs, dev_recs, per_epoch, dev, pool_dev
+
+
+def window_counts(examples: Sequence[Example]) -> dict:
+    """Windows by kind, with `unanswerable` (windows of unanswerable questions:
+    crowd-written, generated, or retrieved for an unanswerable record) and `retrieved`
+    (windows the product's retrieval chose) summed over the kinds."""
+    kinds = Counter(e.kind for e in examples)
+    out = dict(sorted(kinds.items()))
+    out["unanswerable"] = sum(n for k, n in kinds.items() if k == "unanswerable"
+                              or k.startswith("generated-") or k == "retrieved-unanswerable")
+    out["retrieved"] = sum(n for k, n in kinds.items() if k.startswith("retrieved"))
+    return out
+
+
+def _figures(net, dev, pool_dev, autocast) -> dict:
+    with autocast():
+        figures = evaluate_examples(net, dev)
+        if pool_dev:
+            figures.update({f"retrieved_{k}": v for k, v in
+                            evaluate_examples(net, pool_dev).items()})
+    return figures
+
+
+def train(cfg: TrainConfig, on_step=None) -> dict:
     """Train, checkpoint, export and write the card; returns the summary written to
-    reader.json's "training"."""
+    reader.json's "training". With `for_minutes` or `stop_after` it may stop early with
+    a resumable `checkpoints/state.pt` and return {"stopped": ...} instead. `on_step`,
+    if given, is called with (batch number, loss) after every batch."""
     torch = _torch()
+    import contextlib
+
     began = time.time()
     threads = cfg.threads or max(1, len(os.sched_getaffinity(0)))
     torch.set_num_threads(threads)
@@ -193,22 +246,28 @@ def train(cfg: TrainConfig) -> dict:
         records = random.Random(cfg.seed).sample(records, min(cfg.max_records, len(records)))
     if not records:
         raise ValueError("no training records in " + ", ".join(cfg.data))
-    train_recs, dev_recs = dev_split(records, cfg.dev_fraction, cfg.seed)
     net, source = build_net(cfg.base, cfg.layers)
+    if cfg.init:
+        net.load_state_dict(load_weights(cfg.init))
+    device = torch.device(cfg.device)
+    net.to(device)
+    bf16 = use_bf16(cfg.bf16, cfg.device)
+
+    def autocast():
+        if not bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
     pieces = Pieces(load_tokenizer(source / TOKENIZER_FILE), cache_size=10**7)
-    pieces.many([r.question for r in records])
-    # fresh windows (other negatives, other window sizes) for every epoch
-    n_epochs = max(1, math.ceil(cfg.epochs))
-    per_epoch = [build_examples(train_recs, pieces, cfg.seed + 100 * e, cfg.progress)
-                 for e in range(n_epochs)]
-    dev = build_examples(dev_recs, pieces, cfg.seed + 1)
+    train_recs, dev_recs, per_epoch, dev, pool_dev = _windows(cfg, pieces, records)
     examples = [x for part in per_epoch for x in part]
-    kinds = Counter(e.kind for e in per_epoch[0])
+    kinds = window_counts(per_epoch[0])
     log.info("%d records (%d dev); %d training windows an epoch %s", len(records),
-             len(dev_recs), len(per_epoch[0]), dict(kinds))
+             len(dev_recs), len(per_epoch[0]), kinds)
     rng = random.Random(cfg.seed)
     plan: list[list[int]] = []
     offset = 0
+    n_epochs = len(per_epoch)
     for part in per_epoch:
         plan.extend([[offset + i for i in idx] for idx in batches(part, cfg.batch_size, rng)])
         offset += len(part)
@@ -222,24 +281,39 @@ def train(cfg: TrainConfig) -> dict:
     warm = max(1, int(len(plan) * cfg.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (len(plan) - s) / (len(plan) - warm))))
-    curve = []
+    curve: list[dict] = []
     marks = sorted(c for c in cfg.checkpoints if c > 0)
-    seen = 0
-    start = 0
+    seen = start = 0
+    running = None
+    spent = 0.0  # training seconds of earlier runs of this training (resumed)
+    ck = out / "checkpoints"
+    ck.mkdir(exist_ok=True)
     if cfg.resume:
-        # the plan is seeded, so the same data and flags give the same batches: skip the
-        # ones the checkpoint saw and put the schedule where it was. AdamW's moments were
-        # not saved; they restart from zero (bias correction keeps the first steps small).
-        net.load_state_dict(torch.load(cfg.resume, map_location="cpu"))
-        while start < len(plan) and seen < cfg.resume_at:
-            seen += len(plan[start])
-            start += 1
-        if seen < cfg.resume_at:
-            raise ValueError(f"--resume-at {cfg.resume_at} is past the end of the plan "
-                             f"({seen} windows)")
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min((s + start + 1) / warm,
-                               max(0.0, (len(plan) - s - start) / (len(plan) - warm))))
+        state = torch.load(cfg.resume, map_location="cpu", weights_only=False)
+        if isinstance(state, dict) and "optimizer" in state:
+            # everything the uninterrupted run had: weights, AdamW's moments, the
+            # schedule, the random streams (dropout), the curve; the plan is seeded, so
+            # the same data and flags give the same batches from here on
+            if state.get("plan_batches") != len(plan):
+                raise ValueError(f"{cfg.resume} is of another run ({state.get('plan_batches')} "
+                                 f"batches planned, this one {len(plan)}): same --data, "
+                                 "--windows and flags, please")
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start, seen, running = state["step"], state["seen"], state["running"]
+            curve, spent = state["curve"], state["train_seconds"]
+            set_rng_state(state["rng"])
+        else:  # weights only (an examples-N.pt): AdamW's moments restart from zero
+            net.load_state_dict(state)
+            while start < len(plan) and seen < cfg.resume_at:
+                seen += len(plan[start])
+                start += 1
+            if seen < cfg.resume_at:
+                raise ValueError(f"--resume-at {cfg.resume_at} is past the end of the plan "
+                                 f"({seen} windows)")
+            for _ in range(start):
+                sched.step()
         marks = [m for m in marks if m > seen]
         log.info("resumed from %s at %d windows (batch %d of %d)", cfg.resume, seen,
                  start, len(plan))
@@ -250,46 +324,77 @@ def train(cfg: TrainConfig) -> dict:
         bar = tqdm(total=len(plan), initial=start, desc="training", unit="batch",
                    mininterval=5)
     net.train()
-    running = None
-    for step, idx in enumerate(plan[start:], start + 1):
-        b = _tensors([examples[i] for i in idx])
-        loss, _ = loss_of(net, b, cfg.span_weight)
+    t_run = time.time()
+    last_state = time.time()
+
+    def save_state(step: int) -> None:
+        save_checkpoint(ck / "state.pt", net=net.state_dict(), optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(), step=step, seen=seen, running=running,
+                    curve=curve, train_seconds=spent + time.time() - t_run,
+                    rng=rng_state(), plan_batches=len(plan))
+
+    def to_device(b):
+        return {k: v.to(device, non_blocking=True) for k, v in b.items()}
+
+    stopped = None
+    batches_iter = prefetch(lambda idx: (len(idx), _tensors([examples[i] for i in idx])),
+                             plan[start:])
+    for step, (size, b) in enumerate(batches_iter, start + 1):
+        b = to_device(b)
+        with autocast():
+            loss, _ = loss_of(net, b, cfg.span_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
-        seen += len(idx)
+        seen += size
         value = loss.item()
+        if on_step is not None:
+            on_step(step, value)
         running = value if running is None else 0.98 * running + 0.02 * value
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", seen=seen)
         if step % 200 == 0:
             print(json.dumps({"step": step, "seen": seen, "loss": round(running, 4),
-                              "elapsed_s": round(time.time() - began)}), flush=True)
+                              "elapsed_s": round(spent + time.time() - t_run)}), flush=True)
         while marks and seen >= marks[0]:
             mark = marks.pop(0)
-            figures = evaluate_examples(net, dev)
             point = {"examples": seen, "questions": _questions_seen(examples, plan[:step]),
-                     "elapsed_s": round(time.time() - began), **figures}
+                     "elapsed_s": round(spent + time.time() - t_run),
+                     **_figures(net, dev, pool_dev, autocast)}
             curve.append(point)
             print(json.dumps({"checkpoint": point}), flush=True)
-            ck = out / "checkpoints"
-            ck.mkdir(exist_ok=True)
             torch.save(net.state_dict(), ck / f"examples-{mark}.pt")
+        if cfg.stop_after is not None and step >= cfg.stop_after:
+            stopped = f"after {step} batches"
+        elif cfg.for_minutes is not None and time.time() - t_run >= 60 * cfg.for_minutes:
+            stopped = f"after {cfg.for_minutes:g} minutes"
+        if stopped or time.time() - last_state >= 60 * cfg.state_minutes:
+            save_state(step)
+            last_state = time.time()
+        if stopped:
+            break
     if bar is not None:
         bar.close()
-    final = evaluate_examples(net, dev)
+    if stopped:
+        log.info("stopped %s at %d windows; go on with --resume %s", stopped, seen,
+                 ck / "state.pt")
+        return {"stopped": stopped, "seen": seen, "state": str(ck / "state.pt"),
+                "curve": curve, "loss": running}
+    net.to("cpu")
+    final = _figures(net, dev, pool_dev, contextlib.nullcontext)
     curve.append({"examples": seen, "questions": _questions_seen(examples, plan),
-                  "elapsed_s": round(time.time() - began), **final})
+                  "elapsed_s": round(spent + time.time() - t_run), **final})
     print(json.dumps({"final": curve[-1]}), flush=True)
     torch.save(net.state_dict(), out / "reader.pt")
-    train_seconds = round(time.time() - began)
+    train_seconds = round(spent + time.time() - t_run)
     summary = {
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("progress",)},
         "records": len(records), "dev_records": len(dev_recs),
-        "windows": dict(kinds), "dev_windows": len(dev),
+        "windows": kinds, "trained_windows": seen, "dev_windows": len(dev),
+        "dev_retrieved_windows": len(pool_dev), "bf16": bf16, "device": str(device),
         "datasets": _datasets(train_recs), "curve": curve, "train_seconds": train_seconds,
         "threads": threads, "versions": _versions(),
     }

@@ -97,4 +97,4 @@ def test_reader_train_resume_needs_the_windows_seen(tmp_path, capsys):
     code = main(["reader", "train", "--data", str(data), "--out", str(tmp_path / "o"),
                  "--resume", str(tmp_path / "ck.pt")])
     assert code == 2
-    assert "--resume needs --resume-at N" in capsys.readouterr().err
+    assert "--resume-at N with a weights-only checkpoint" in capsys.readouterr().err
