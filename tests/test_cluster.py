@@ -37,7 +37,8 @@ else:
     ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
 from qa.cluster import runtime_env  # noqa: E402
-from qa.cluster.view import ShardedAssistant, ShardedIndex  # noqa: E402
+from qa.cluster.assistant import ShardedAssistant  # noqa: E402
+from qa.cluster.view import ShardedIndex  # noqa: E402
 
 QUESTIONS = [json.loads(line)["question"] for line in
              (ROOT / "benchmarks/questions/seeds.jsonl").read_text().splitlines() if line]
