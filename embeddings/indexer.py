@@ -277,6 +277,12 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
             manifest = store.generation_manifest(generation)
         if manifest is None and generation is not None:
             rebuilt = "the existing index has no readable manifest"
+        elif not rebuild and store.is_sharded(manifest):
+            raise store.ShardedNotPlain(
+                f"index at {index_dir} is sharded (built with qa index --ray); update it on "
+                f"the cluster with: qa index --ray --corpus {corpus} --index {index_dir}; "
+                f"or replace it by a single-machine index with: qa index --rebuild "
+                f"--corpus {corpus} --index {index_dir}")
         elif not rebuild and manifest is not None:
             rebuilt = _mismatch(manifest, config, None)
             if rebuilt is None:

@@ -48,13 +48,19 @@ from embeddings.compressed import (  # noqa: F401  (store.ivfpq_shape etc.)
     ivfpq_shape,
     load_exact,
 )
-from embeddings.encoder import DEFAULT_BACKEND
-from embeddings.errors import Busy, Unusable
-from embeddings.exact import VECTOR_FORMAT
+from embeddings.errors import BadInput, Busy, Unusable
 from embeddings.lexical import BM25
+from embeddings.manifest import (  # noqa: F401  (store.make_manifest etc.)
+    FORMAT_VERSION,
+    SHARDED_LAYOUT,
+    is_sharded,
+    make_manifest,
+    program_version,
+    rebuild_hint,
+    version_problem,
+)
 from embeddings.records import DocumentRecord, IndexData
 
-FORMAT_VERSION = 1
 CURRENT = "current"
 TEXTS_FILE = "texts.jsonl"
 LOCK = ".lock"
@@ -71,35 +77,18 @@ class IndexUnusable(Unusable):
     """The index folder is missing, incomplete or damaged; the message says what to run."""
 
 
+class IndexSharded(IndexUnusable):
+    """A sharded index (`qa index --ray`) handed to code that reads one plain generation;
+    the sharded view reads it (`qa.index_folder.open_index`)."""
+
+
+class ShardedNotPlain(BadInput):
+    """A single-machine build (`qa index`, `/api/reload`) asked to update a sharded index:
+    that is `qa index --ray`'s job (or `--rebuild`, to replace it by a plain one)."""
+
+
 class IndexBusy(Busy):
     """Another process holds the index lock."""
-
-
-def make_manifest(model: str, dim: int, chunker: dict, documents: list[DocumentRecord],
-                  n_chunks: int, n_sentences: int, seconds: float, *,
-                  encoder: str = DEFAULT_BACKEND, backend: str | None = None,
-                  encoder_format: int | None = None) -> dict:
-    """The manifest of a generation. `seconds` is the build's wall time; `encoder` is
-    the backend asked for ("auto", "onnx-int8", ...), `backend` the one that embedded
-    the newest vectors, `encoder_format` the version of its ONNX export."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": model,
-        "encoder": encoder,
-        "backend": backend,
-        "encoder_format": encoder_format,
-        "vectors": VECTOR_FORMAT,
-        "dimension": dim,
-        "chunker": chunker,
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "build_seconds": round(seconds, 3),
-        "counts": {"documents": len(documents), "chunks": n_chunks, "sentences": n_sentences},
-        "files": {d.source: d.sha256 for d in documents},
-    }
-
-
-def rebuild_hint(index_dir: Path) -> str:
-    return f"rebuild it with: qa index --rebuild --index {index_dir}"
 
 
 # Names of the points where a crash trial may kill a build (see `checkpoint`).
@@ -335,11 +324,16 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
         raise IndexUnusable(f"no index at {index_dir}; build it with: qa index --index {index_dir}")
     try:
         manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexUnusable(
-                f"index at {index_dir} has format version {manifest.get('format_version')}, "
-                f"this program reads version {FORMAT_VERSION}; {rebuild_hint(index_dir)}"
-            )
+        if not isinstance(manifest, dict):
+            raise ValueError("manifest.json is not a JSON object")
+        problem = version_problem(manifest, index_dir)
+        if problem:
+            raise IndexUnusable(problem)
+        if is_sharded(manifest):
+            raise IndexSharded(
+                f"index at {index_dir} is sharded ({len(manifest['shards'])} shards, built "
+                f"with qa index --ray): read it with qa.index_folder.open_index, or make it "
+                f"a single-machine index with: qa index --rebuild --index {index_dir}")
         documents = tuple(DocumentRecord.from_row(row)
                           for row in _read_jsonl(gen / "documents.jsonl"))
         chunks = tuple(

@@ -20,6 +20,7 @@ EPILOG = """examples:
   qa serve --port 7860                      chat page + JSON API on http://127.0.0.1:7860
   qa eval benchmarks/questions/seeds.jsonl --out out/eval
   qa eval dev-v2.0.json                     a SQuAD file, asked of its own articles
+  qa index --status                         what the index is (plain/sharded, counts, ...)
 
 Every tunable also reads a QA_* environment variable (QA_MODEL, QA_TOP_K, QA_HOME, ...);
 see docs/usage.md."""
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, metavar="N",
                    help="with --ray: shards to write (default: QA_SHARDS, else one per "
                         "256 MB of corpus)")
+    p.add_argument("--status", nargs="?", const="", default=None, metavar="DIR",
+                   help="build nothing: say what the index at DIR (default: --index, or "
+                        "the corpus's) is: plain or sharded, shards, documents, chunks, "
+                        "model, when and by which version it was built, and whether this "
+                        "program can read it (exit 1 when it can't)")
+    p.add_argument("--json", action="store_true", help="with --status: as a JSON object")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer one question with citations",
@@ -76,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--json", action="store_true", help="print the answer object as JSON")
     p.add_argument("--top-k", type=int, metavar="N", help="passages to return (default 5)")
+    _ray_options(p, "answer on a Ray cluster (a Ray task loads the index and answers; "
+                    "the index is built there first if stale); docs/cluster.md")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("serve", help="start the chat page and JSON API",
@@ -104,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when a metric is below VALUE (or above, for metrics where "
                         "lower is better); repeatable, e.g. accuracy=0.9")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    _ray_options(p, "answer the questions on a Ray cluster (Ray Data; each worker loads "
+                    "every shard); the same outputs, with questions/s; docs/cluster.md")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --ray: answering workers, one CPU each (default: the "
+                        "cluster's CPUs less one, at most one per 32 questions)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("reader", help="train or export the reading model",
@@ -270,6 +284,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     from qa.engine import ensure_index
 
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
+    if args.status is not None:
+        return _index_status(args, settings)
+    if args.json:
+        raise ValueError("--json goes with --status")
     if args.ray is not None:
         from qa.cluster.build import build_on_ray
 
@@ -292,13 +310,34 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index_status(args: argparse.Namespace, settings) -> int:
+    from pathlib import Path
+
+    from qa.index_folder import describe, status_text
+
+    if args.ray is not None or args.rebuild:
+        raise ValueError("--status builds nothing: leave out --ray and --rebuild")
+    found = describe(Path(args.status).expanduser() if args.status else settings.index_dir)
+    print(json.dumps(found, indent=2, ensure_ascii=False) if args.json
+          else status_text(found))
+    if found["problem"]:
+        print(f"qa index: error: {found['problem']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.engine import Assistant, clean_question
 
     settings = _settings(args, top_k=args.top_k)  # a bad --top-k fails here, before loading
     question = clean_question(args.question, settings.max_question_chars)
-    assistant = Assistant.load(settings=settings, progress=_progress_wanted(args))
-    answer = assistant.ask(question)
+    if args.ray is not None:
+        from qa.cluster.answering import ask_on_ray
+
+        answer = ask_on_ray(settings, question, address=args.ray or None)
+    else:
+        assistant = Assistant.load(settings=settings, progress=_progress_wanted(args))
+        answer = assistant.ask(question)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -322,9 +361,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from qa.evaluate import run_cli
+    from qa.evaluate_cli import run_cli
 
-    return run_cli(args, _settings(args))
+    if args.ray is None:
+        return run_cli(args, _settings(args))
+    from qa.cluster.answering import eval_on_ray
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    return run_cli(args, _settings(args), runner=lambda settings, questions: eval_on_ray(
+        settings, questions, address=args.ray or None, workers=args.workers,
+        progress=sys.stderr.isatty()))
 
 
 def main(argv: list[str] | None = None) -> int:

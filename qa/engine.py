@@ -17,12 +17,14 @@ from pathlib import Path
 
 from embeddings import store
 from embeddings.chunking import Sentence
-from embeddings.indexer import BuildReport, Survey, build_index, survey
+from embeddings.indexer import BuildReport, Survey, _mismatch, build_index, survey
 from qa import calibration
 from qa.answer import Answer, Choice, compose
+from qa.cluster.view import ShardedIndex
 from qa.conversation import contextualize
 from qa.errors import QuestionError
 from qa.index import Index, SearchSettings
+from qa.index_folder import open_index
 from qa.query import Query, make_query
 from qa.ranker import rank, score_candidates
 from qa.settings import Settings, check_top_k
@@ -60,6 +62,27 @@ def ensure_index(settings: Settings, progress: bool = False, model=None,
         rebuild=rebuild, approximate_above=settings.approximate_above, survey=surveyed)
 
 
+def _stale_sharded(settings: Settings, manifest: dict, stale: str | None) -> None:
+    """A sharded index that doesn't reflect the corpus: this machine doesn't rebuild it
+    (`qa index --ray` does). Files added, changed or deleted: a warning, and the answers
+    come from the index as built; other settings or another format: IndexUnusable
+    naming the command."""
+    index_dir = settings.index_dir
+    problem = store.version_problem(manifest, index_dir)
+    if problem:
+        raise store.IndexUnusable(problem)
+    mismatch = _mismatch(manifest, settings.index_config(), None)
+    if mismatch:
+        raise store.IndexUnusable(
+            f"index at {index_dir} is sharded and was built with other settings "
+            f"({mismatch}); rebuild it on the cluster with: qa index --ray --rebuild "
+            f"--corpus {settings.corpus} --index {index_dir}")
+    if stale:
+        log.warning("the sharded index at %s does not reflect the corpus (%s); answering "
+                    "from it as built. Update it on the cluster with: qa index --ray "
+                    "--corpus %s --index %s", index_dir, stale, settings.corpus, index_dir)
+
+
 def load_encoder_for(settings: Settings):
     """The text encoder the settings ask for (loaded once per process)."""
     from embeddings.encoder import load_encoder
@@ -70,7 +93,7 @@ def load_encoder_for(settings: Settings):
 class Assistant:
     """Answers questions from one index. Thread-safe for concurrent `ask` calls."""
 
-    def __init__(self, settings: Settings, model, index: Index, reader=None) -> None:
+    def __init__(self, settings: Settings, model, index: Index | ShardedIndex, reader=None) -> None:
         self.settings = settings
         self.model = model
         self.reader = reader  # a qa.reading.ReadingStage, or None: the ranker decides
@@ -105,13 +128,17 @@ class Assistant:
             surveyed = survey(settings.corpus, settings.index_dir, settings.index_config(),
                               settings.exclude)
         stale = surveyed.reason if surveyed else None
+        manifest = surveyed.manifest if surveyed else store.read_manifest(settings.index_dir)
+        if store.is_sharded(manifest) and (update or stale):
+            _stale_sharded(settings, manifest, stale)  # warns, or raises naming the fix
+            update, stale = False, None  # a sharded index is built on a cluster, not here
         model = load_encoder_for(settings)
         if update or stale:
             if stale and stale != "no index yet":
                 log.warning("updating the index: %s", stale)
             report = ensure_index(settings, progress=progress, model=model, surveyed=surveyed)
             log.info("%s", report.summary())
-        loaded = Index.load(settings.index_dir)
+        loaded = open_index(settings.index_dir)
         if loaded.manifest.get("model") != settings.model:
             raise store.IndexUnusable(
                 f"index at {settings.index_dir} was built with model "
@@ -122,19 +149,23 @@ class Assistant:
         return cls(settings, model, loaded, load_stage(settings))
 
     @property
-    def index(self) -> Index:
+    def index(self) -> Index | ShardedIndex:
         return self._index
 
     def reload(self, update: bool = True) -> BuildReport | None:
         """Re-read the corpus (if `update`) and swap in the new index; answers keep
-        flowing from the old one until the swap."""
+        flowing from the old one until the swap. A sharded index is not built here
+        (`qa index --ray` builds it): its live generation is opened again, and None
+        returned."""
         with self._reload_lock:
-            report = ensure_index(self.settings, model=self.model) if update else None
-            self._index = Index.load(self.settings.index_dir)
+            sharded = store.is_sharded(store.read_manifest(self.settings.index_dir))
+            report = (ensure_index(self.settings, model=self.model)
+                      if update and not sharded else None)
+            self._index = open_index(self.settings.index_dir)
             return report
 
     def query(self, question: str, history: Sequence[dict] | None = None,
-              index: Index | None = None) -> Query:
+              index: Index | ShardedIndex | None = None) -> Query:
         """The Query of a cleaned question: completed from `history` for a follow-up,
         embedded and tokenized once."""
         index = index or self._index

@@ -17,18 +17,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from qa import machine, squad
 from qa.answer import Answer, apply_threshold
-
-if TYPE_CHECKING:  # pragma: no cover
-    from qa.settings import Settings
 
 # Metrics where lower is better (for --fail-under, the bound is a ceiling).
 LOWER_IS_BETTER = {"false_abstention", "latency_p50_ms", "latency_p95_ms"}
@@ -312,7 +307,20 @@ def summary_table(metrics: dict) -> str:
     m = metrics.get("machine")
     if m:
         rows.append(f"{'machine':<{width}}  {m['cpu']}, {m['isa']}, {m['cores']} cores")
+    if metrics.get("run"):
+        rows.append(f"{'ran':<{width}}  {run_line(metrics['run'])}")
     return "\n".join(rows)
+
+
+def run_line(run: dict) -> str:
+    """Where the questions were answered and how fast (metrics.json's "run")."""
+    text = (f"{run.get('where')}: {run.get('questions_per_second')} questions/s "
+            f"({run.get('seconds')} s)")
+    if run.get("workers"):
+        text += (f", {run['workers']} workers holding {run.get('workers_hold')}, "
+                 f"each up to {run.get('worker_rss_mb_max')} MB resident, loaded in up "
+                 f"to {run.get('worker_load_seconds_max')} s (counted in the time)")
+    return text
 
 
 def write_report(rows: list[dict], questions: list[Question], metrics: dict, out: Path,
@@ -324,6 +332,8 @@ def write_report(rows: list[dict], questions: list[Question], metrics: dict, out
     lines += ["", "## Latency per stage (ms)", "", "| stage | p50 | p95 |", "|---|---|---|"]
     for stage in ("encode", "retrieve", "answer", "total"):
         lines.append(f"| {stage} | {metrics[f'{stage}_p50_ms']} | {metrics[f'{stage}_p95_ms']} |")
+    if metrics.get("run"):
+        lines += ["", f"Answered on {run_line(metrics['run'])}."]
     lines += ["", "## Accuracy against coverage", "",
               f"![accuracy against coverage](coverage.png) (threshold {metrics['threshold']:.2f})",
               "", "## Worst misses", "", "| id | question | expected | got |", "|---|---|---|---|"]
@@ -373,55 +383,3 @@ def failures(metrics: dict, bounds: dict[str, float]) -> list[str]:
         elif name not in LOWER_IS_BETTER and value < bound:
             out.append(f"{name} = {value:.4f} is below {bound}")
     return out
-
-
-def load_set(args, settings: Settings) -> tuple[list[Question], Settings]:
-    """The questions of `args.questions` and the settings to ask them with. A SQuAD file
-    (`qa.squad_sets`) is asked of its own articles, written as a corpus with an index of
-    its own, unless --corpus names a folder."""
-    from qa import squad_sets
-
-    path = Path(args.questions)
-    found = squad_sets.read(path)
-    if found is None:
-        return load_questions(path), settings
-    print(found.describe(), file=sys.stderr)
-    if args.corpus:
-        return squad_sets.against(found.questions, settings.corpus), settings
-    corpus = squad_sets.write_corpus(found)
-    print(f"asking them of its {len(found.articles)} articles, written to {corpus}",
-          file=sys.stderr)
-    index = Path(args.index).expanduser() if args.index else None  # QA_INDEX is another's
-    return list(found.questions), settings.replace(corpus=corpus, index=index)
-
-
-def run_cli(args, settings) -> int:
-    """`qa eval`: run, write results.jsonl / metrics.json / report.md / coverage.png /
-    report.html."""
-    from qa.engine import Assistant
-    from qa.report_html import write_html
-
-    questions, settings = load_set(args, settings)
-    if args.limit:
-        questions = questions[: args.limit]
-    bounds = parse_bounds(args.fail_under)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    assistant = Assistant.load(settings=settings, progress=sys.stderr.isatty())
-    rows = []
-    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
-        for row in run(assistant, questions, progress=sys.stderr.isatty()):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            rows.append(row)
-    metrics = summarize(rows, assistant.threshold())
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    plot_curve(rows, assistant.threshold(), out / "coverage.png")
-    title = Path(args.questions).name
-    write_report(rows, questions, metrics, out, title)
-    write_html(rows, questions, metrics, out, title)
-    print(summary_table(metrics))
-    print(f"\nwrote {out}/results.jsonl, metrics.json, report.md, coverage.png, report.html")
-    failed = failures(metrics, bounds)
-    for line in failed:
-        print(f"qa eval: FAIL {line}", file=sys.stderr)
-    return 1 if failed else 0

@@ -21,7 +21,7 @@ import numpy as np
 from embeddings import records, store
 from embeddings.lexical import BM25, tokenize
 from qa.query import Query
-from qa.retrieve import Passage, fuse, top_n
+from qa.retrieve import Passage, best_n, fuse, top_n
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,21 @@ class Index(SentenceTokens):
         if not self.chunks:
             return []
         k = min(max(s.candidates, top_k), len(self.chunks))
-        sims, ids = self.vectors.search(query.vector.reshape(1, -1).astype(np.float32), k)
-        dense_rank = [int(i) for i in ids[0] if i >= 0]
-        dense = {int(i): float(x) for i, x in zip(ids[0], sims[0], strict=True) if i >= 0}
+        ranked = self.dense_rank(query.vector, k)
         lexical = self.bm25.scores(list(query.tokens))
-        return fuse(self, query, s, dense_rank, dense, top_n(lexical, k),
+        return fuse(self, query, s, [i for i, _ in ranked], dict(ranked), top_n(lexical, k),
                     lambda i: float(lexical[i]))
+
+    def dense_rank(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k chunks of highest cosine with `vector`, (row, cosine) best first, equal
+        cosines lower row first. An exact index computes every cosine (one float32
+        matrix-vector product: the vectors lie on the 2**-11 grid, so each is exact and
+        FAISS's own) and picks with `best_n`; an approximate one (IVF) asks FAISS and
+        orders what it found."""
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if (self.manifest.get("vector_index") or {}).get("type", "flat") == "flat":
+            sims = self.chunk_vectors @ v
+            return [(i, float(sims[i])) for i in best_n(sims, k)]
+        sims, ids = self.vectors.search(v.reshape(1, -1), k)
+        found = [(int(i), float(x)) for i, x in zip(ids[0], sims[0], strict=True) if i >= 0]
+        return sorted(found, key=lambda t: (-t[1], t[0]))

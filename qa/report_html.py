@@ -14,7 +14,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from qa.evaluate import SUMMARY_KEYS, Question, fmt
+from qa.evaluate import SUMMARY_KEYS, Question, fmt, run_line
 
 EXTRA_KEYS = ("squad_em_answerable", "squad_f1_answerable", "threshold")
 KINDS = ("wrong answer", "wrong abstention", "answered, should abstain")
@@ -133,7 +133,8 @@ def render(rows: list[dict], questions: list[Question], metrics: dict, title: st
     machine = metrics.get("machine") or {}
     about = (f"{metrics.get('questions')} questions ({metrics.get('unanswerable')} "
              f"unanswerable)" + (f"; {machine.get('cpu')}, {machine.get('isa')}, "
-                                 f"{machine.get('cores')} cores" if machine else ""))
+                                 f"{machine.get('cores')} cores" if machine else "")
+             + (f"; answered on {run_line(metrics['run'])}" if metrics.get("run") else ""))
     missed = [(r, k) for r in rows if (k := kind_of(r))]
     missed.sort(key=lambda rk: (KINDS.index(rk[1]), -rk[0]["judgement"]["raw_confidence"]))
     body = "".join(_miss_row(r, by_id[r["id"]], k) for r, k in missed)

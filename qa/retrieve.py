@@ -69,10 +69,12 @@ def best_fused(k: int, weights: Sequence[float]) -> float:
     return sum(weights) / (k + 1)
 
 
-def top_n(scores: np.ndarray, n: int) -> list[int]:
-    """Indices of the `n` largest positive scores, best first; equal scores lower index
-    first. (numpy's argpartition leaves equal scores in an order that depends on its SIMD
-    kernel, so it only finds the n-th value here: the same choice on every CPU.)"""
+def best_n(scores: np.ndarray, n: int) -> list[int]:
+    """Indices of the `n` largest scores, best first; equal scores lower index first.
+    (numpy's argpartition leaves equal scores in an order that depends on its SIMD
+    kernel, and FAISS's heap keeps one of several equal similarities by the order it saw
+    them in, so neither decides ties here: the same choice on every CPU, and over one
+    index or its shards merged.)"""
     n = min(n, len(scores))
     if n <= 0:
         return []
@@ -80,7 +82,20 @@ def top_n(scores: np.ndarray, n: int) -> list[int]:
     above = np.flatnonzero(scores > cut)
     chosen = np.concatenate([above, np.flatnonzero(scores == cut)[: n - len(above)]])
     chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
-    return [int(i) for i in chosen if scores[i] > 0]
+    return [int(i) for i in chosen]
+
+
+def top_n(scores: np.ndarray, n: int) -> list[int]:
+    """`best_n` of the positive scores (BM25's: a chunk without a query word is none)."""
+    return [i for i in best_n(scores, n) if scores[i] > 0]
+
+
+def merge_ranked(rankings: Sequence[Sequence[tuple[int, float]]], k: int
+                 ) -> list[tuple[int, float]]:
+    """The best k (id, score) pairs of several rankings of disjoint ids, best first, equal
+    scores lower id first: of shards' `best_n` / `top_n` lists, the list one ranking over
+    all of them gives."""
+    return sorted((t for r in rankings for t in r), key=lambda t: (-t[1], t[0]))[:k]
 
 
 def collapse(order: Sequence[int], vectors: np.ndarray, sources: Sequence[str],

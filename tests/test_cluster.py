@@ -37,7 +37,9 @@ else:
     ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
 from qa.cluster import runtime_env  # noqa: E402
-from qa.cluster.view import ShardedAssistant, ShardedIndex  # noqa: E402
+from qa.cluster.assistant import ShardedAssistant  # noqa: E402
+from qa.cluster.view import ShardedIndex  # noqa: E402
+from qa.engine import Assistant  # noqa: E402
 
 QUESTIONS = [json.loads(line)["question"] for line in
              (ROOT / "benchmarks/questions/seeds.jsonl").read_text().splitlines() if line]
@@ -101,8 +103,67 @@ def test_sharded_build_on_the_cluster_equals_the_single_machine_build(clean_buil
     _same_as_single(view, seeds_assistant.index)
     clustered = ShardedAssistant(seeds_assistant.settings, seeds_assistant.model, view,
                                  seeds_assistant.reader)
+    # and what plain qa ask / qa eval / qa serve load for it, without Ray (issue 26)
+    plain = Assistant.load(settings=clean_build)
+    assert isinstance(plain.index, ShardedIndex)
     for question in QUESTIONS:
-        assert _answer(clustered, question) == _answer(seeds_assistant, question), question
+        expected = _answer(seeds_assistant, question)
+        assert _answer(clustered, question) == expected, question
+        assert _answer(plain, question) == expected, question
+
+
+def _eval(tmp_path, settings, name, runner=None) -> tuple[dict, list[dict]]:
+    """qa eval of the seeds question set (qa.evaluate_cli.run_cli, as the CLI runs it):
+    metrics.json without the machine, the run and the timings; results.jsonl likewise."""
+    import argparse
+
+    from qa.evaluate_cli import run_cli
+
+    out = tmp_path / name
+    args = argparse.Namespace(questions=str(ROOT / "benchmarks/questions/seeds.jsonl"),
+                              corpus=None, index=None, out=str(out), fail_under=[],
+                              limit=None)
+    assert (run_cli(args, settings) if runner is None else
+            run_cli(args, settings, runner=runner)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    run = metrics.pop("run")
+    for key in [k for k in metrics if k.endswith("_ms") or k == "machine"]:
+        metrics.pop(key)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("timings_ms")
+        row["judgement"].pop("timings_ms")
+    assert "questions/s" in (out / "report.md").read_text()
+    return {**metrics, "run": run}, rows
+
+
+def test_qa_eval_of_the_cluster_build_gives_the_local_figures_plain_and_on_ray(
+        clean_build, seeds_assistant, tmp_path):
+    """qa eval of the seeds set three ways: the single-machine build, the cluster build
+    read by plain qa eval, and qa eval --ray (Ray Data, two workers each loading every
+    shard): the same metrics and the same judged rows."""
+    from qa.cluster.answering import eval_on_ray
+
+    local, local_rows = _eval(tmp_path, seeds_assistant.settings, "local")
+    plain, plain_rows = _eval(tmp_path, clean_build, "plain")
+    on_ray, ray_rows = _eval(tmp_path, clean_build, "ray", runner=lambda s, q: eval_on_ray(
+        s, q, workers=2))
+    runs = {k: m.pop("run") for k, m in (("local", local), ("plain", plain),
+                                         ("ray", on_ray))}
+    assert plain == local and plain_rows == local_rows
+    assert on_ray == local and ray_rows == local_rows
+    assert runs["ray"]["where"] == "ray" and runs["ray"]["workers"] == 2
+    assert runs["ray"]["questions_per_second"] > 0 and runs["ray"]["worker_rss_mb_max"] > 0
+    assert runs["plain"]["where"] == "this machine"
+
+
+def test_qa_ask_on_ray_answers_as_the_single_machine(clean_build, seeds_assistant):
+    from qa.cluster.answering import ask_on_ray
+
+    question = QUESTIONS[0]
+    got = ask_on_ray(clean_build, question).to_dict()
+    got.pop("timings_ms")
+    assert got == _answer(seeds_assistant, question)
 
 
 def test_an_update_on_the_cluster_embeds_only_the_new_file(cluster, seeds_assistant,

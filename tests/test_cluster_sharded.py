@@ -15,7 +15,8 @@ from conftest import ROOT
 
 from embeddings.lexical import tokenize
 from qa.cluster import shards as layout
-from qa.cluster.view import ShardedAssistant, ShardedIndex
+from qa.cluster.assistant import ShardedAssistant
+from qa.cluster.view import ShardedIndex
 
 QUESTIONS = [json.loads(line)["question"] for line in
              (ROOT / "benchmarks/questions/seeds.jsonl").read_text().splitlines() if line]
@@ -98,7 +99,7 @@ def test_a_plain_index_is_one_shard(seeds_assistant):
 
 
 def test_a_reload_on_a_sharded_index_says_how_to_rebuild(seeds_assistant, sharded):
-    from qa.cluster.view import ClusterReloadUnavailable
+    from qa.cluster.assistant import ClusterReloadUnavailable
 
     clustered = ShardedAssistant(seeds_assistant.settings, seeds_assistant.model, sharded)
     with pytest.raises(ClusterReloadUnavailable, match="qa index --ray"):
@@ -121,9 +122,13 @@ def test_nothing_of_ray_is_imported_without_ray():
     until --ray: the CLI, the engine, the API and every cluster module but serve."""
     assert _ray_modules_after(
         "import qa.cli, qa.engine, qa.api, qa.index, embeddings.store, embeddings.indexer\n"
+        "import qa.index_folder, qa.evaluate_cli\n"
         "import qa.cluster, qa.cluster.view, qa.cluster.reader, qa.cluster.shards\n"
         "import qa.cluster.stages, qa.cluster.lexicon, qa.cluster.build\n"
+        "import qa.cluster.assistant, qa.cluster.answering\n"
         "qa.cli.build_parser().parse_args(['index', '--ray', 'auto', '--shards', '2'])\n"
+        "qa.cli.build_parser().parse_args(['ask', '--ray', 'auto', 'Who?'])\n"
+        "qa.cli.build_parser().parse_args(['eval', 'q.jsonl', '--ray'])\n"
         "qa.cli.build_parser().parse_args(['serve', '--ray'])") == []
     try:
         import ray  # noqa: F401
@@ -166,3 +171,25 @@ def test_a_sharded_build_killed_midway_leaves_the_last_good_index(seeds_assistan
     layout.reshard(single.data, folder, 3)
     assert [p.name for p in folder.iterdir() if p.name.startswith("gen-")] == [
         store.current_generation(folder).name]
+
+
+def test_bm25_ties_across_shards_merge_as_the_single_index_ranks_them(tmp_path):
+    """Twelve files whose chunks score the same BM25 for the question, over five shards,
+    with fewer candidates than ties: the merged rankings and the passages are the single
+    index's (qa.retrieve.top_n breaks ties by the lower chunk number, so the merge needs
+    no look at the whole score vector)."""
+    from corpora import query_of, tiny_index
+
+    from qa.index import SearchSettings
+
+    texts = {f"{i:02d}.txt": f"The ferry leaves the harbour at seven. Crew {i}x{i} waits."
+             for i in range(12)}
+    single = tiny_index(texts)
+    layout.reshard(single.data, tmp_path / "index", 5)
+    view = ShardedIndex.open_local(tmp_path / "index")
+    assert len(view.clients) == 5
+    q = query_of(single, "When does the ferry leave the harbour?")
+    scores = single.bm25.scores(list(q.tokens))
+    assert len(set(scores.tolist())) < len(scores)  # ties, across the cut of 4
+    for s in (SearchSettings(candidates=4), SearchSettings(candidates=7)):
+        assert _passages(view.search(q, s)) == _passages(single.search(q, s))

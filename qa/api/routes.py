@@ -209,9 +209,10 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 return known
             log.exception("reload failed")
             return JSONResponse({"error": f"reload failed: {exc}"}, status_code=500)
-        if report is None:  # pragma: no cover - reload(update=True) always builds
+        if report is None:  # a sharded index: re-opened, built by qa index --ray only
             data = assistant.index.data
-            return {"status": "reloaded", "summary": "index reloaded",
+            return {"status": "reloaded", "summary": "sharded index re-opened as qa index "
+                    "--ray last built it (this server builds no sharded index)",
                     "files": len(data.documents), "added": [], "changed": [],
                     "removed": [], "chunks": len(data.chunks),
                     "sentences": len(data.sentences), "embedded": 0, "seconds": 0.0}

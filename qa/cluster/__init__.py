@@ -3,6 +3,8 @@
     pip install -e '.[ray]'
     qa index --ray [ADDRESS]     # read, chunk and embed on the cluster; write N shards
     qa serve --ray [ADDRESS]     # shard deployments + answerer replicas behind Serve's proxy
+    qa eval --ray [ADDRESS]      # a question set answered by Ray Data workers
+    qa ask --ray [ADDRESS]       # one question, answered in a Ray task
 
 Modules (docs/cluster.md):
 
@@ -14,13 +16,20 @@ Modules (docs/cluster.md):
   calls in global ids (no Ray).
 - `view`: `ShardedIndex`, what `qa.index.Index` offers the answerer, over shard
   clients (a `ShardReader` in this process, or a Ray Serve handle) (no Ray).
+- `assistant`: `ShardedAssistant`, the answerer of `qa serve --ray` (no Ray).
 - `stages`: the Ray Data stages as plain functions and the embedding actor class (no Ray).
 - `build`: `build_on_ray`, the driver: the Ray Data pipeline over `stages`, the shard
   tasks, the top manifest and the switch.
+- `answering`: `qa ask --ray` (a Ray task) and `qa eval --ray` (Ray Data over the
+  questions, each worker loading every shard).
 - `serve`: `serve_on_ray`, the Ray Serve application.
 
-Nothing here imports Ray at module level except `serve` (`build` at call time), and the CLI imports
-those only for `--ray`; `connect` says how to install the extra when Ray is missing.
+Plain `qa ask`, `qa eval` and `qa serve` read a sharded index without Ray: `view` over
+in-process readers (qa.index_folder.open_index).
+
+Nothing here imports Ray at module level except `serve` (`build` and `answering` at
+call time), and the CLI imports those only for `--ray`; `connect` says how to install the
+extra when Ray is missing.
 """
 
 from __future__ import annotations
@@ -34,6 +43,10 @@ INSTALL_HINT = "install the cluster extra: pip install -e '.[ray]'"
 
 class RayMissing(Unusable):
     """`--ray` was asked for but Ray is not installed."""
+
+
+class ClusterUnreachable(Unusable):
+    """`--ray ADDRESS` names a cluster this process can't join; the message says why."""
 
 
 def require_ray():
@@ -69,6 +82,16 @@ def connect(address: str | None = None, **init_args):
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False,
-             include_dashboard=False if address is None else None, **init_args)
+    try:
+        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False,
+                 include_dashboard=False if address is None else None, **init_args)
+    except ConnectionError as exc:
+        cause = str(exc.__cause__ or exc)
+        hint = ("the cluster asks for Ray's token authentication (ray start enables it): "
+                "export RAY_AUTH_MODE=token on this machine (the token is in "
+                "~/.ray/auth_token, or RAY_AUTH_TOKEN)" if "auth" in cause.lower() else
+                "start it with: ray start --head --port 6379 (or check the address and "
+                "RAY_ADDRESS)")
+        raise ClusterUnreachable(f"cannot connect to the Ray cluster at {address}; "
+                                 f"{hint}") from exc
     return ray

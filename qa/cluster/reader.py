@@ -1,7 +1,7 @@
 """`ShardReader`: one shard in memory answering the calls of `qa.cluster.view.ShardedIndex`
-in global ids (`rank`, `rows`, `sentence_rows`, `quote`, `lexical_scores`, `info`,
-`lexicon`); `LocalClient` calls one in this process, as a Ray Serve handle calls it on the
-cluster (qa.cluster.serve). No Ray here.
+in global ids (`rank`, `rows`, `sentence_rows`, `quote`, `info`, `lexicon`);
+`LocalClient` calls one in this process, as a Ray Serve handle calls it on the cluster
+(qa.cluster.serve). No Ray here.
 """
 
 from __future__ import annotations
@@ -72,24 +72,12 @@ class ShardReader:
         k = min(k, len(ix.chunks))
         if k <= 0:
             return {"dense": [], "lexical": [], "bm25": {}}
-        sims, ids = ix.vectors.search(np.asarray(vector, np.float32).reshape(1, -1), k)
-        dense = [(int(i) + off, float(x)) for i, x in zip(ids[0], sims[0], strict=True)
-                 if i >= 0]
+        dense = [(i + off, x) for i, x in ix.dense_rank(vector, k)]
         lexical = ix.bm25.scores(list(tokens))
-        top = top_n(lexical, k + 1)
-        lex = [(i + off, float(lexical[i])) for i in top[:k]]
+        lex = [(i + off, float(lexical[i])) for i in top_n(lexical, k)]
         bm25 = {g: float(lexical[g - off]) for g, _ in dense}
         bm25.update(dict(lex))
-        # a tie across the cut: which of the tied chunks the single index keeps is up
-        # to numpy's argpartition (qa.retrieve.top_n), so the view must look wider
-        cut_tie = len(top) > k and lexical[top[k]] == lexical[top[k - 1]]
-        return {"dense": dense, "lexical": lex, "bm25": bm25, "cut_tie": bool(cut_tie)}
-
-    def lexical_scores(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(global ids, float32 scores) of every chunk with a positive BM25 score."""
-        lexical = self.index.bm25.scores(list(tokens))
-        ids = np.flatnonzero(lexical > 0)
-        return ids + self.chunk_offset, lexical[ids]
+        return {"dense": dense, "lexical": lex, "bm25": bm25}
 
     def rows(self, chunk_ids: Sequence[int]) -> dict:
         """The chunks (global ids) with their vectors, and the sentences they hold plus

@@ -69,9 +69,6 @@ class Shard:
     def sentence_rows(self, ids):
         return self.reader.sentence_rows(ids)
 
-    def lexical_scores(self, tokens):
-        return self.reader.lexical_scores(tokens)
-
     def quote(self, first, last):
         return self.reader.quote(first, last)
 
@@ -84,7 +81,7 @@ class Answerer:
     from a ShardedIndex over the shard deployments."""
 
     async def __init__(self, settings, generation: str, *shards) -> None:
-        from qa.cluster.view import ShardedAssistant
+        from qa.cluster.assistant import ShardedAssistant
         from qa.engine import load_encoder_for
         from qa.reading import load_stage
 

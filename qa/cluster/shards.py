@@ -8,7 +8,8 @@ Layout::
         manifest.json      today's manifest for the whole corpus (model, chunker, counts,
                            files + hashes, so `qa index`'s staleness check reads it as is)
                            plus "shards": [{name, documents, chunks, sentences, offsets,
-                           first and last source}] and "lexicon"
+                           first and last source}], "layout" (kind, version) and
+                           "lexicon"
         lexicon.json       corpus-wide BM25 statistics (qa.cluster.lexicon)
         shard-000/         an index folder of today's format (embeddings/store.py):
           current -> gen-...   its own generation, written by store.write_index
@@ -76,8 +77,7 @@ def split(sizes: Sequence[tuple[str, int]], n: int) -> list[list[str]]:
     return [r for r in runs if r]
 
 
-def is_sharded(manifest: dict | None) -> bool:
-    return bool(manifest) and isinstance(manifest.get("shards"), list)
+is_sharded = store.is_sharded  # a sharded top manifest (its "shards" list)
 
 
 def shards_of(generation: Path, manifest: dict) -> list[ShardInfo]:
@@ -229,6 +229,7 @@ def top_manifest(identity: Identity, summaries: list[dict], seconds: float) -> d
         c_off += s["chunks"]
         s_off += s["sentences"]
     manifest["shards"] = shards
+    manifest["layout"] = {"kind": "sharded", "version": store.SHARDED_LAYOUT}
     manifest["lexicon"] = "lexicon.json"
     return manifest
 

@@ -20,18 +20,17 @@ the same numbers as in one index over the corpus, and BM25 scores use corpus-wid
 statistics (qa.cluster.lexicon), so the passages, their scores and the answer are the
 single index's (tests/test_cluster_sharded.py compares them on every seeds question).
 
-Ties: FAISS orders equal similarities by id, which the merge keeps. BM25 ties are another
-matter: the single index's `qa.retrieve.top_n` orders equal scores as numpy's
-argpartition leaves them, which depends on the whole score vector. When the shards' lists
-show a tie, the view rebuilds that vector (up to EXACT_TIES_MAX chunks) and runs the same
-`top_n` over it; above that, tied chunks keep shard order. (Breaking ties by chunk number
-in `top_n` would make the merge exact at any size without this.)
+Ties: equal scores come out lower id first everywhere. `qa.index.Index.dense_rank` (each
+shard's cosine ranking, and the single index's) and `qa.retrieve.top_n` (BM25) break ties
+by the lower chunk number, and a shard's ids are a contiguous run of the global ones, so
+the best k of the shards' lists (`qa.retrieve.merge_ranked`) are the single index's top k,
+in its order, at any size. (FAISS's own order of equal similarities is its heap's, which
+no merge could reproduce: tests/test_cluster_sharded.py has twelve tied chunks.)
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,17 +43,11 @@ from embeddings.chunking import Chunk, Sentence
 from qa.cluster import shards as layout
 from qa.cluster.lexicon import Lexicon
 from qa.cluster.reader import LocalClient, ShardReader
-from qa.engine import Assistant
-from qa.errors import BadInput
 from qa.index import SearchSettings, SentenceTokens
 from qa.query import Query
-from qa.retrieve import Passage, fuse, top_n
+from qa.retrieve import Passage, fuse, merge_ranked
 
 MAX_CACHED = 200_000  # sentences kept from earlier questions before the cache is cleared
-# Up to this many chunks, a question whose BM25 scores tie gets the single index's exact
-# tie order (the whole score vector, 4 bytes a chunk, is put together from the shards);
-# above, ties keep shard order (see the module docstring).
-EXACT_TIES_MAX = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -147,14 +140,37 @@ class ShardedIndex(SentenceTokens):
 
     @classmethod
     def open_local(cls, index_dir: Path | str) -> ShardedIndex:
-        """The view over every shard of the live index at `index_dir`, in this process."""
-        gen = store.current_generation(Path(index_dir))
+        """The view over every shard of the live index at `index_dir`, in this process
+        (a plain index is one shard). Raises IndexUnusable naming the fix when there is
+        no index, it is of another version, or a shard is missing or damaged."""
+        index_dir = Path(index_dir)
+        gen = store.current_generation(index_dir)
         manifest = store.generation_manifest(gen)
-        if gen is None or manifest is None:
+        if gen is None:
             raise store.IndexUnusable(f"no index at {index_dir}; build it with: "
                                       f"qa index --ray --index {index_dir}")
-        n = len(layout.shards_of(gen, manifest))
-        return cls.connect([LocalClient(ShardReader.open(gen, i)) for i in range(n)], gen)
+        sharded = layout.is_sharded(manifest)
+        if manifest is None:
+            raise store.IndexUnusable(f"index at {index_dir} has no readable manifest "
+                                      f"({gen.name}/manifest.json); "
+                                      f"{store.rebuild_hint(index_dir, True)}")
+        problem = store.version_problem(manifest, index_dir)
+        if problem:
+            raise store.IndexUnusable(problem)
+        try:
+            n = len(layout.shards_of(gen, manifest))
+            readers = [ShardReader.open(gen, i) for i in range(n)]
+        except store.IndexUnusable as exc:
+            if not sharded:
+                raise
+            raise store.IndexUnusable(
+                f"index at {index_dir} is sharded and a shard is damaged ({exc}); "
+                f"{store.rebuild_hint(index_dir, True)}") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise store.IndexUnusable(
+                f"index at {index_dir} is damaged ({type(exc).__name__}: {exc}); "
+                f"{store.rebuild_hint(index_dir, sharded)}") from exc
+        return cls.connect([LocalClient(r) for r in readers], gen)
 
     # -- lexical statistics ---------------------------------------------------------------
     @property
@@ -247,17 +263,6 @@ class ShardedIndex(SentenceTokens):
             return None
         return self.clients[shard].submit("quote", first, last).result()
 
-    def _lexical_rank(self, tokens: Sequence[str], k: int) -> list[int]:
-        """The BM25 top k exactly as the single index ranks it, ties included: `top_n`
-        over the whole score vector, put together from the shards' positive scores
-        (float32, the single index's values). Only when BM25 scores tie (see `search`)."""
-        full = np.zeros(len(self.chunks), dtype=np.float32)
-        pending = [c.submit("lexical_scores", list(tokens)) for c in self.clients]
-        for p in pending:
-            ids, values = p.result()
-            full[ids] = values
-        return top_n(full, k)
-
     # -- search (as Index.search) -----------------------------------------------------------
     def search(self, query: Query, settings: SearchSettings | None = None,
                top_k: int = 0) -> list[Passage]:
@@ -269,16 +274,11 @@ class ShardedIndex(SentenceTokens):
         vector = query.vector.reshape(1, -1).astype(np.float32)
         pending = [c.submit("rank", vector, list(query.tokens), k) for c in self.clients]
         ranked = [p.result() for p in pending]
-        # k-way merges by score; equal scores keep shard order, then the shard's own
-        merged_dense = list(heapq.merge(*[r["dense"] for r in ranked],
-                                        key=lambda t: -t[1]))[:k]
-        merged_lex = list(heapq.merge(*[r["lexical"] for r in ranked],
-                                      key=lambda t: -t[1]))[:k]
+        # each shard's best k by (score, lower id), so the best k of their union are
+        # the single index's
+        merged_dense = merge_ranked([r["dense"] for r in ranked], k)
+        merged_lex = merge_ranked([r["lexical"] for r in ranked], k)
         lex_rank = [i for i, _ in merged_lex]
-        scores = [x for r in ranked for _, x in r["lexical"]]
-        tied = len(set(scores)) < len(scores) or any(r["cut_tie"] for r in ranked)
-        if tied and len(self.chunks) <= EXACT_TIES_MAX:
-            lex_rank = self._lexical_rank(query.tokens, k)
         bm25: dict[int, float] = {}
         for r in ranked:
             bm25.update(r["bm25"])
@@ -296,18 +296,3 @@ def _whole_manifest(infos: list[dict], lexicon: Lexicon) -> dict:
                           "sentences": sum(int(i["sentences"]) for i in infos)}
     manifest["files"] = {d.source: d.sha256 for d in docs}
     return manifest
-
-
-class ClusterReloadUnavailable(BadInput):
-    """/api/reload on a sharded or clustered index: rebuilding is `qa index --ray`'s job."""
-
-
-class ShardedAssistant(Assistant):
-    """An Assistant answering from a ShardedIndex. `reload` doesn't build: a sharded index
-    is built on the cluster (`qa index --ray`) and served again (`qa serve --ray`, which
-    Ray Serve rolls over replica by replica)."""
-
-    def reload(self, update: bool = True):
-        raise ClusterReloadUnavailable(
-            "this server answers from a sharded index: rebuild it with qa index --ray, "
-            "then run qa serve --ray again (Ray Serve replaces the replicas one by one)")
