@@ -181,7 +181,8 @@ def main() -> int:
             held, ts = kfold(rows, args.folds, sets[:i] + sets[i + 1:])
             qfile = Path(spec.partition("=")[2])
             name = qfile.parent.name if qfile.stem == "questions" else qfile.stem
-            point[name] = {"held_out": _held_figures(held), "fold_thresholds": ts}
+            point[name] = {"held_out": _held_figures(held), "fold_thresholds": ts,
+                           "auroc": _aurocs(rows, held)}
             report.setdefault("held_out_rows", {})[name] = [
                 [round(c, 5), a, ok, t] for c, a, ok, t in held]  # of the last windows value
         print(json.dumps(point), flush=True)
@@ -200,6 +201,31 @@ def main() -> int:
         target.write_text(json.dumps(stack.to_json(), indent=1) + "\n", encoding="utf-8")
         print(f"wrote {target}", file=sys.stderr)
     return 0
+
+
+def auroc(scores, labels) -> float | None:
+    """Area under the ROC curve (the Mann-Whitney U statistic over the positives and
+    negatives, ties counting half): the chance that a random positive scores above a
+    random negative. None without both."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return None
+    order = sorted(neg)
+    import bisect
+
+    wins = sum(bisect.bisect_left(order, p) + 0.5 * (bisect.bisect_right(order, p)
+                                                      - bisect.bisect_left(order, p))
+               for p in pos)
+    return round(wins / (len(pos) * len(neg)), 4)
+
+
+def _aurocs(rows: Rows, held) -> dict:
+    """How well each confidence tells a right answer (answerable, best sentence right)
+    from everything else: the reading stage's held-out confidence, and the ranker's own."""
+    right = [bool(a and ok) for _, a, ok, _ in held]
+    return {"reader": auroc([c for c, *_ in held], right),
+            "ranker": auroc([rconf for _, rconf, _ in rows], right)}
 
 
 def _held_figures(held) -> dict:

@@ -39,10 +39,39 @@ def use_bf16(choice: str, device: str) -> bool:
     return device.startswith("cuda") or cpu_has_bf16()
 
 
+def pack_int8(state: dict) -> dict[str, np.ndarray]:
+    """A state dict made small for carrying (a GPU machine takes 64 MiB): matrices as
+    int8 rows with a float32 scale per row (absmax / 127), the rest float16. About a
+    quarter of float32; `load_weights` reads it back."""
+    out = {}
+    for k, v in state.items():
+        a = v.detach().float().cpu().numpy()
+        if a.ndim == 2 and a.size >= 4096:
+            scale = np.maximum(np.abs(a).max(axis=1), 1e-12) / 127
+            out[f"{k}::q"] = np.round(a / scale[:, None]).astype(np.int8)
+            out[f"{k}::s"] = scale.astype(np.float32)
+        else:
+            out[k] = a.astype(np.float16)
+    return out
+
+
 def load_weights(path: str) -> dict:
-    """A state dict from a .pt (`torch.save`, or a state.pt's "net") or a .safetensors
-    file, as float32."""
+    """A state dict from a .pt (`torch.save`, or a state.pt's "net"), a .safetensors or
+    a `pack_int8` .npz file, as float32."""
     torch = _torch()
+    if str(path).endswith(".npz"):
+        packed = np.load(path)
+        state = {}
+        for k in packed.files:
+            if k.endswith("::s"):
+                continue
+            if k.endswith("::q"):
+                name = k[:-3]
+                state[name] = torch.from_numpy(
+                    packed[k].astype(np.float32) * packed[f"{name}::s"][:, None])
+            else:
+                state[k] = torch.from_numpy(packed[k].astype(np.float32))
+        return state
     if str(path).endswith(".safetensors"):
         from safetensors.torch import load_file
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import sys
@@ -31,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from qa.reader import TOKENIZER_FILE, Pieces, batch_arrays, best_span, load_tokenizer
-from qa.reader_data import Example, Record, batches, build_examples, dev_split, read_records
+from qa.reader_data import Example, Record, batches, read_records
 from qa.reader_export import export, write_card, write_meta
 from qa.reader_state import load_weights, prefetch, rng_state, set_rng_state, use_bf16
 from qa.reader_state import save_state as save_checkpoint
+from qa.reader_windows import run_windows, window_counts
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ class TrainConfig:
     state_minutes: float = 5.0  # minutes between resumable checkpoints (state.pt)
     for_minutes: float | None = None  # stop after this long with a resumable checkpoint
     stop_after: int | None = None  # stop after this many batches (the resume test)
+    workers: int = 1  # processes building the epochs' windows (one epoch each)
+    export: bool = True  # False: leave reader.pt and training.json (a GPU machine without
+    # onnx: export here with `qa reader export`)
 
 
 
@@ -79,10 +82,12 @@ def _torch():
     return torch
 
 
-def build_net(base: str, layers: int | None):
-    """The base transformer (cut to `layers`) with the reader's two heads."""
+def build_net(base: str, layers: int | None, pretrained: bool = True):
+    """The base transformer (cut to `layers`) with the reader's two heads; with
+    `pretrained=False` only the base's config is read (the weights come from elsewhere,
+    e.g. `--init`)."""
     torch = _torch()
-    from transformers import AutoModel
+    from transformers import AutoConfig, AutoModel
 
     from embeddings.onnx_export import model_folder, transformer_folder
 
@@ -91,7 +96,12 @@ def build_net(base: str, layers: int | None):
     class ReaderNet(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.bert = AutoModel.from_pretrained(str(source), attn_implementation="eager")
+            if pretrained:
+                self.bert = AutoModel.from_pretrained(str(source), attn_implementation="eager")
+            else:
+                config = AutoConfig.from_pretrained(str(source))
+                config._attn_implementation = "eager"
+                self.bert = AutoModel.from_config(config)
             if layers is not None and layers < len(self.bert.encoder.layer):
                 self.bert.encoder.layer = self.bert.encoder.layer[:layers]
                 self.bert.config.num_hidden_layers = layers
@@ -187,35 +197,6 @@ def evaluate_examples(net, examples: Sequence[Example], batch_size: int = 64) ->
             "span_exact": round(span_ok / max(spans, 1), 4)}
 
 
-def _windows(cfg: TrainConfig, pieces: Pieces, records: Sequence[Record]):
-    """(training windows per epoch, held-out windows, held-out retrieved windows)."""
-    from qa.reader_data import pool_examples, read_pool
-
-    train_recs, dev_recs = dev_split(records, cfg.dev_fraction, cfg.seed)
-    rows = read_pool(cfg.windows) if cfg.windows else []
-    pieces.many([r.question for r in records] + [r["question"] for r in rows])
-    pool_train = pool_examples(rows, pieces, "train")
-    pool_dev = pool_examples(rows, pieces, "dev")
-    n_epochs = max(1, math.ceil(cfg.epochs))
-    # fresh windows (other negatives, other window sizes) for every epoch
-    per_epoch = [build_examples(train_recs, pieces, cfg.seed + 100 * e, cfg.progress,
-                                cfg.generated) + pool_train for e in range(n_epochs)]
-    dev = build_examples(dev_recs, pieces, cfg.seed + 1, generated=cfg.generated)
-    return train_recs, dev_recs, per_epoch, dev, pool_dev
-
-
-def window_counts(examples: Sequence[Example]) -> dict:
-    """Windows by kind, with `unanswerable` (windows of unanswerable questions:
-    crowd-written, generated, or retrieved for an unanswerable record) and `retrieved`
-    (windows the product's retrieval chose) summed over the kinds."""
-    kinds = Counter(e.kind for e in examples)
-    out = dict(sorted(kinds.items()))
-    out["unanswerable"] = sum(n for k, n in kinds.items() if k == "unanswerable"
-                              or k.startswith("generated-") or k == "retrieved-unanswerable")
-    out["retrieved"] = sum(n for k, n in kinds.items() if k.startswith("retrieved"))
-    return out
-
-
 def _figures(net, dev, pool_dev, autocast) -> dict:
     with autocast():
         figures = evaluate_examples(net, dev)
@@ -246,12 +227,9 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
         records = random.Random(cfg.seed).sample(records, min(cfg.max_records, len(records)))
     if not records:
         raise ValueError("no training records in " + ", ".join(cfg.data))
-    net, source = build_net(cfg.base, cfg.layers)
+    net, source = build_net(cfg.base, cfg.layers, pretrained=not cfg.init)
     if cfg.init:
         net.load_state_dict(load_weights(cfg.init))
-    device = torch.device(cfg.device)
-    net.to(device)
-    bf16 = use_bf16(cfg.bf16, cfg.device)
 
     def autocast():
         if not bf16:
@@ -259,7 +237,10 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
     pieces = Pieces(load_tokenizer(source / TOKENIZER_FILE), cache_size=10**7)
-    train_recs, dev_recs, per_epoch, dev, pool_dev = _windows(cfg, pieces, records)
+    train_recs, dev_recs, per_epoch, dev, pool_dev = run_windows(cfg, pieces, records)
+    device = torch.device(cfg.device)  # after the windows: no fork after CUDA starts
+    net.to(device)
+    bf16 = use_bf16(cfg.bf16, cfg.device)
     examples = [x for part in per_epoch for x in part]
     kinds = window_counts(per_epoch[0])
     log.info("%d records (%d dev); %d training windows an epoch %s", len(records),
@@ -398,6 +379,10 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
         "datasets": _datasets(train_recs), "curve": curve, "train_seconds": train_seconds,
         "threads": threads, "versions": _versions(),
     }
+    if not cfg.export:
+        (out / "training.json").write_text(json.dumps(summary, indent=1, default=str) + "\n",
+                                           encoding="utf-8")
+        return summary
     export(net, source, out, summary)
     summary["total_seconds"] = round(time.time() - began)
     write_meta(out, summary)
@@ -417,11 +402,17 @@ def _datasets(records: Sequence[Record]) -> list[dict]:
 
 
 def _versions() -> dict:
-    import onnxruntime
     import transformers
 
     torch = _torch()
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "onnxruntime": onnxruntime.__version__, "python": sys.version.split()[0]}
+    out = {"torch": torch.__version__, "transformers": transformers.__version__,
+           "python": sys.version.split()[0]}
+    try:
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    except ImportError:  # a GPU machine that trains only
+        pass
+    return out
 
 
