@@ -27,6 +27,7 @@ HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
 WORD_SUFFIXES = (".docx",)
 SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES + WORD_SUFFIXES
+UPLOADS_PREFIX = "uploads/"  # the sources of uploaded files (qa.settings.uploads_dir)
 FALLBACK_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
@@ -394,6 +395,24 @@ def list_files(corpus: Path, exclude: tuple[str, ...] = ()) -> list[tuple[Path, 
             if source not in exclude:
                 found.append((path, source))
     return sorted(found, key=lambda item: item[1])
+
+
+def corpus_files(corpus: Path, exclude: tuple[str, ...] = (),
+                 uploads: Path | None = None) -> list[tuple[Path, str]]:
+    """`list_files(corpus, exclude)`, then the `uploads` folder's files (if it exists) as
+    sources "uploads/<name>"; an uploaded file whose source a corpus file already has is
+    left out with a warning (the corpus's own file wins)."""
+    files = list_files(corpus, exclude)  # first: a missing corpus is reported first
+    if uploads is None or not Path(uploads).is_dir():
+        return files
+    taken = {s for _, s in files}
+    for path, name in list_files(uploads):
+        source = UPLOADS_PREFIX + name
+        if source in taken:
+            log.warning("%s: left out, the corpus has a file of that name", path)
+        else:
+            files.append((path, source))
+    return sorted(files, key=lambda item: item[1])
 
 
 def file_sha256(path: Path) -> str | None:

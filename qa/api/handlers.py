@@ -79,16 +79,14 @@ def kind_response(exc: BaseException, path: str = "/api/") -> JSONResponse | Non
     return None
 
 
-def reread_text(corpus, record) -> str | None:
-    """The text of an indexed file read again from the corpus, when the index holds none
-    (built before texts were kept) and the file is unchanged; else None."""
-    from pathlib import Path
-
+def reread_text(path, record) -> str | None:
+    """The text of an indexed file read again from `path` (`Settings.source_path`), when
+    the index holds none (built before texts were kept) and the file is unchanged; else
+    None."""
     from embeddings.documents import read_document
 
-    if corpus is None:
+    if path is None:
         return None
-    path = Path(corpus) / record.source
     doc = read_document(path, record.source) if path.is_file() else None
     if doc is None or doc.sha256 != record.sha256:
         return None

@@ -262,11 +262,15 @@ class ErrorResponse(BaseModel):
 
 _ERROR_TEXT = {
     400: "Invalid JSON, or input the engine can't use (an empty or over-long question).",
+    401: "QA_API_KEY is set and the request lacks it (Authorization: Bearer <key>).",
+    403: "Not allowed: a file of the served corpus (read-only through the API), or a "
+         "cookie-only request from another site's page.",
     404: "No indexed file of that name.",
     409: "Another process is writing the index; try again when it is done.",
     413: f"Request body over {MAX_BODY_BYTES} bytes.",
     415: "Body not sent as application/json.",
     422: "Wrong field types or values, missing or unknown fields.",
+    429: "Too many wrong keys from this address; wait the Retry-After seconds.",
     500: "Unexpected server error (logged).",
     503: "A file the server needs (index, model export, calibration) is missing or "
          "damaged; the message names the command that fixes it.",
