@@ -302,6 +302,10 @@ def html_to_text(markup: str) -> str:
     return text
 
 
+class Skipped(ValueError):
+    """A file that can't be used as a document; the message says why."""
+
+
 def read_document(path: Path, source: str, sha256: str | None = None) -> Document | None:
     """Read one file into a `Document`; return None (after a warning) if it can't be used.
 
@@ -310,13 +314,20 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
     read are hashed.
     """
     try:
+        return load_document(path, source, sha256)
+    except Skipped as exc:
+        log.warning("%s: skipped, %s", source, exc)
+        return None
+
+
+def load_document(path: Path, source: str, sha256: str | None = None) -> Document:
+    """`read_document`, raising `Skipped` with the reason instead of warning."""
+    try:
         data = path.read_bytes()
     except OSError as exc:
-        log.warning("%s: skipped, cannot read (%s)", source, exc.strerror or exc)
-        return None
+        raise Skipped(f"cannot read ({exc.strerror or exc})") from None
     if not data.strip():
-        log.warning("%s: skipped, empty file", source)
-        return None
+        raise Skipped("empty file")
     suffix = path.suffix.lower()
     pages: tuple[int, ...] = ()
     headings: tuple[tuple[int, str], ...] = ()
@@ -337,14 +348,12 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
                 extracted = word.extract(data)
                 headings = extracted.headings
         except (pdf.Unreadable, word.Unreadable) as exc:
-            log.warning("%s: skipped, %s", source, exc)
-            return None
+            raise Skipped(str(exc)) from None
         text, known_title = extracted.text, extracted.title
         spans = paragraph_spans(text)
     else:
         if _looks_binary(data):
-            log.warning("%s: skipped, looks like a binary file", source)
-            return None
+            raise Skipped("looks like a binary file")
         text = decode(data, source)
         if suffix in HTML_SUFFIXES:
             text = html_to_text(text)
@@ -352,8 +361,7 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
     fallback = Path(source).stem.replace("_", " ").replace("-", " ")
     title, date, spans = _title_and_date(text, spans, fallback)
     if not spans:
-        log.warning("%s: skipped, no article text found", source)
-        return None
+        raise Skipped("no article text found")
     return Document(
         source=source,
         text=text,

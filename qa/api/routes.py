@@ -16,9 +16,9 @@ from fastapi import FastAPI, Request, Security
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
-from qa.api import handlers, openai_routes
+from qa.api import documents_routes, handlers, openai_routes
 from qa.api.auth import KeyGuard, bearer_scheme
-from qa.api.guard import API_PREFIX, T0, ApiGuard, ErrorShape
+from qa.api.guard import API_PREFIX, GRADIO_UPLOAD, T0, ApiGuard, ErrorShape
 from qa.api.handlers import OPENAI_PREFIX
 from qa.api.schemas import (
     ANSWER_ERRORS,
@@ -27,7 +27,6 @@ from qa.api.schemas import (
     RELOAD_ERRORS,
     TEXT_ERRORS,
     AnswerResponse,
-    DocumentsResponse,
     DocumentTextResponse,
     HealthResponse,
     ReloadResponse,
@@ -100,7 +99,9 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
         description=DESCRIPTION,
     )
     app.state.assistant = assistant
-    app.add_middleware(ApiGuard, max_body=max_body_bytes)
+    upload_limit = settings.max_upload_mb * 1024 * 1024
+    app.add_middleware(ApiGuard, max_body=max_body_bytes, streamed={
+        documents_routes.UPLOAD_PATH: upload_limit, GRADIO_UPLOAD: upload_limit})
     protected = settings.api_key is not None
     if protected:  # before the body is read: no key, no 413 either
         app.add_middleware(KeyGuard, key=settings.api_key, failures=settings.auth_failures,
@@ -163,17 +164,6 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 "built_at": manifest.get("built_at"),
                 "build_seconds": manifest.get("build_seconds")}
 
-    @app.get("/api/documents", response_model=DocumentsResponse,
-             responses=errors(INDEX_ERRORS), dependencies=security, tags=["index"],
-             summary="List the indexed files")
-    async def documents() -> dict:
-        """Every indexed file with its title, date and number of passages."""
-        docs = [{"source": d.source, "title": d.title, "date": d.date, "chunks": d.chunks,
-                 "sentences": d.sentences, "chars": d.chars, "sha256": d.sha256,
-                 "pages": len(d.pages) if d.pages else None}
-                for d in assistant.index.data.documents]
-        return {"count": len(docs), "documents": docs}
-
     @app.get("/api/documents/{source:path}/text", response_model=DocumentTextResponse,
              responses=errors(TEXT_ERRORS), dependencies=security, tags=["index"],
              summary="The text of one file that citations point into")
@@ -231,6 +221,7 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 "sentences": report.sentences, "embedded": report.embedded,
                 "seconds": round(report.seconds, 3)}
 
+    documents_routes.install(app, assistant, security, errors)
     openai_routes.install(app, assistant, gate)
 
     allowed: dict[str, tuple] = {}
