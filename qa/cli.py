@@ -35,6 +35,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help="sentence-transformers model: local folder or hub name "
                         "(default: all-MiniLM-L6-v2, bundled offline)")
+    p.add_argument("--uploads", metavar="DIR",
+                   help="where documents uploaded through the page and the API are kept, "
+                        "indexed with the corpus as uploads/<name> (default: under "
+                        "~/.cache/cited-qa/uploads, per corpus)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
 
 
@@ -93,9 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure-no-key", action="store_true", default=None,
                    help="serve a non-loopback --host without a key (anyone who reaches "
                         "the port can read, upload and delete documents)")
-    p.add_argument("--uploads", metavar="DIR",
-                   help="where documents uploaded through the page and the API are kept "
-                        "(default: beside the index, under ~/.cache/cited-qa/uploads)")
     p.add_argument("--max-upload-mb", type=int, metavar="N",
                    help="largest upload request in MiB (default 50); larger gets 413")
     p.add_argument("--upload-wait-kb", type=int, metavar="N",
@@ -213,12 +214,15 @@ def cmd_reader_export(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace, **extra):
     from qa.settings import Settings
 
-    overrides = {"corpus": args.corpus, "index": args.index, "model": args.model, **extra}
+    overrides = {"corpus": args.corpus, "index": args.index, "model": args.model,
+                 "uploads": getattr(args, "uploads", None), **extra}
     settings = Settings.load(**overrides)
     if args.corpus and not args.index and settings.index is not None:
         # QA_INDEX belongs to QA_CORPUS: another corpus gets its own default index, so
         # `qa index --corpus OTHER` can never overwrite the index of the usual corpus
         settings = settings.replace(index=None)
+    if args.corpus and not getattr(args, "uploads", None) and settings.uploads is not None:
+        settings = settings.replace(uploads=None)  # likewise QA_UPLOADS
     return settings
 
 
@@ -283,7 +287,7 @@ def is_loopback(host: str) -> bool:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, api_key_file=args.api_key_file,
-                         insecure_no_key=args.insecure_no_key, uploads=args.uploads,
+                         insecure_no_key=args.insecure_no_key,
                          max_upload_mb=args.max_upload_mb, upload_wait_kb=args.upload_wait_kb,
                          auth_failures=args.auth_failures, auth_window=args.auth_window,
                          session_hours=args.session_hours)
