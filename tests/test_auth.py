@@ -176,3 +176,23 @@ def test_key_file_and_settings(tmp_path):
     assert s.max_upload_mb == 1 and s.insecure_no_key
     with pytest.raises(ValueError, match="auth_failures"):
         Settings.load(env={"QA_AUTH_FAILURES": "0"})
+
+
+def test_throttle_counts_failures_per_address_within_the_window(monkeypatch):
+    from qa.api import auth
+
+    now = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    throttle = auth.Throttle(failures=2, window=60)
+    assert throttle.wait("a") == 0
+    throttle.failed("a")
+    now[0] += 10
+    throttle.failed("a")
+    assert throttle.wait("a") == 50 and throttle.wait("b") == 0  # others unaffected
+    now[0] += 50
+    assert throttle.wait("a") == 0  # the first failure left the window
+    for i in range(10_002):  # a crowd of one-time guessers is forgotten once quiet
+        throttle.failed(f"x{i}")
+    now[0] += 61
+    throttle.failed("y")
+    assert len(throttle._seen) <= 2

@@ -85,7 +85,8 @@ class Throttle:
     def failed(self, address: str) -> None:
         with self._lock:
             if len(self._seen) > 10_000:  # many addresses: forget the quiet ones
-                self._seen = {a: d for a, d in self._seen.items() if d}
+                cutoff = time.monotonic() - self.window
+                self._seen = {a: d for a, d in self._seen.items() if d and d[-1] > cutoff}
             self._seen.setdefault(address, collections.deque()).append(time.monotonic())
 
 
