@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from embeddings import store
 from embeddings.documents import SUFFIXES, UPLOADS_PREFIX, Skipped, load_document
 from embeddings.files import fsync_dir
 from qa.errors import BadInput, Busy, SettingError, Unusable
@@ -49,6 +50,9 @@ MAX_NAME_BYTES = 180  # a stored name's length in UTF-8 bytes at most
 RESERVED = {"CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$",
             *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 KEPT_JOBS = 100
+# a build's checkpoints (embeddings.store.FAULT_POINTS) -> the phase it enters there
+PHASES = {"locked": "reading", "read": "embedding", "embedded": "writing",
+          "switched": "switching"}
 
 
 class Refused(BadInput):
@@ -131,6 +135,7 @@ class Job:
     id: str
     files: list[str]
     state: str = "queued"  # queued | indexing | done | failed
+    phase: str | None = None  # while indexing: checking, reading, embedding, writing
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -140,10 +145,16 @@ class Job:
 
     def to_dict(self) -> dict:
         end = self.finished or time.time()
-        return {"id": self.id, "state": self.state, "files": self.files,
+        return {"id": self.id, "state": self.state, "phase": self.phase,
+                "files": self.files,
                 "created_at": _iso(self.created),
                 "seconds": round(end - (self.started or end), 1),
                 "result": self.result, "error": self.error, "status": self.status}
+
+
+def _advance(job: Job | None, checkpoint: str) -> None:
+    if job is not None and checkpoint in PHASES:
+        job.phase = PHASES[checkpoint]
 
 
 def _iso(seconds: float) -> str:
@@ -258,9 +269,9 @@ class Uploads:
             job: Job | None = None) -> dict:
         """Check, move in and index `staged` (one change at a time); on any failure the
         folder and the index stay as they were. Returns the upload's summary."""
-        with self.lock:
+        with self.lock, store.watch(lambda name: _advance(job, name)):
             if job is not None:
-                job.state, job.started = "indexing", time.time()
+                job.state, job.started, job.phase = "indexing", time.time(), "checking"
             self.check(staged, replace)
             self.read_check(staged)
             moved: list[tuple[Path, Path | None]] = []
@@ -347,7 +358,7 @@ class Uploads:
                     log.exception("upload job %s failed", job.id)
                 job.state = "failed"
             finally:
-                job.finished = time.time()
+                job.finished, job.phase = time.time(), None
                 shutil.rmtree(where, ignore_errors=True)
 
         threading.Thread(target=run, name=f"qa-upload-{job.id}", daemon=True).start()

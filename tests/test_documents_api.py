@@ -236,20 +236,27 @@ def test_two_uploads_at_once_are_both_indexed(client, server):
 
 
 def test_a_large_upload_is_a_job(client):
-    r = upload(client, ("lighthouse.txt", LIGHTHOUSE.encode()), background="true")
+    # long enough to be seen while embedding (a few seconds)
+    filler = "".join(f"\n\nThe island ferry number {i} carried {i * 7} passengers to the "
+                     f"harbour of Skerra on day {i} of the season." for i in range(400))
+    content = (LIGHTHOUSE + filler).encode()
+    r = upload(client, ("lighthouse.txt", content), background="true")
     assert r.status_code == 202, r.text
     job = r.json()["job"]
     assert r.headers["location"] == r.json()["url"] == f"/api/jobs/{job['id']}"
     assert job["state"] in ("queued", "indexing") and job["files"] == ["uploads/lighthouse.txt"]
     deadline = time.monotonic() + 300
+    phases = set()
     while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.05)
         job = client.get(r.json()["url"]).json()
-    assert job["state"] == "done", job
+        phases.add(job["phase"])
+    assert job["state"] == "done" and job["phase"] is None, job
+    assert phases & {"checking", "reading", "embedding", "writing", "switching"}, phases
     assert job["result"]["documents"][0]["source"] == "uploads/lighthouse.txt"
     assert ask(client, LIGHTHOUSE_Q)["answerable"]
     # a job that fails keeps nothing: the same content again
-    r = upload(client, ("again.txt", LIGHTHOUSE.encode()), background="true")
+    r = upload(client, ("again.txt", content), background="true")
     assert r.status_code == 409  # known at once, before any job
     assert client.delete("/api/documents/uploads/lighthouse.txt").status_code == 200
 

@@ -89,7 +89,8 @@ def make_handlers(assistant: Assistant, uploads: Uploads):
             waited = time.time() - job.created
             if waited - shown >= 2:  # a progress line every 2 s
                 shown = waited
-                what = "Waiting for another upload" if job.state == "queued" else "Indexing"
+                what = ("Waiting for another upload" if job.state == "queued"
+                        else f"Indexing ({job.phase or 'starting'})")
                 yield (status(f"{what}: {', '.join(names)}… {waited:.0f} s"), gr.update(),
                        gr.update(), gr.update())
         if job.state == "failed":

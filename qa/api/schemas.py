@@ -251,6 +251,8 @@ class UploadResponse(BaseModel):
 class JobOut(BaseModel):
     id: str
     state: str = Field(description="queued, indexing, done or failed.")
+    phase: str | None = Field(description="While indexing: checking, reading, embedding "
+                                          "(the long part), writing or switching.")
     files: list[str] = Field(description="The sources being added.")
     created_at: str
     seconds: float = Field(description="Time spent indexing so far.")
