@@ -27,6 +27,7 @@ HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
 WORD_SUFFIXES = (".docx",)
 SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES + WORD_SUFFIXES
+UPLOADS_PREFIX = "uploads/"  # the sources of uploaded files (qa.settings.uploads_dir)
 FALLBACK_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
@@ -301,6 +302,10 @@ def html_to_text(markup: str) -> str:
     return text
 
 
+class Skipped(ValueError):
+    """A file that can't be used as a document; the message says why."""
+
+
 def read_document(path: Path, source: str, sha256: str | None = None) -> Document | None:
     """Read one file into a `Document`; return None (after a warning) if it can't be used.
 
@@ -309,13 +314,20 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
     read are hashed.
     """
     try:
+        return load_document(path, source, sha256)
+    except Skipped as exc:
+        log.warning("%s: skipped, %s", source, exc)
+        return None
+
+
+def load_document(path: Path, source: str, sha256: str | None = None) -> Document:
+    """`read_document`, raising `Skipped` with the reason instead of warning."""
+    try:
         data = path.read_bytes()
     except OSError as exc:
-        log.warning("%s: skipped, cannot read (%s)", source, exc.strerror or exc)
-        return None
+        raise Skipped(f"cannot read ({exc.strerror or exc})") from None
     if not data.strip():
-        log.warning("%s: skipped, empty file", source)
-        return None
+        raise Skipped("empty file")
     suffix = path.suffix.lower()
     pages: tuple[int, ...] = ()
     headings: tuple[tuple[int, str], ...] = ()
@@ -336,14 +348,12 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
                 extracted = word.extract(data)
                 headings = extracted.headings
         except (pdf.Unreadable, word.Unreadable) as exc:
-            log.warning("%s: skipped, %s", source, exc)
-            return None
+            raise Skipped(str(exc)) from None
         text, known_title = extracted.text, extracted.title
         spans = paragraph_spans(text)
     else:
         if _looks_binary(data):
-            log.warning("%s: skipped, looks like a binary file", source)
-            return None
+            raise Skipped("looks like a binary file")
         text = decode(data, source)
         if suffix in HTML_SUFFIXES:
             text = html_to_text(text)
@@ -351,8 +361,7 @@ def read_document(path: Path, source: str, sha256: str | None = None) -> Documen
     fallback = Path(source).stem.replace("_", " ").replace("-", " ")
     title, date, spans = _title_and_date(text, spans, fallback)
     if not spans:
-        log.warning("%s: skipped, no article text found", source)
-        return None
+        raise Skipped("no article text found")
     return Document(
         source=source,
         text=text,
@@ -394,6 +403,24 @@ def list_files(corpus: Path, exclude: tuple[str, ...] = ()) -> list[tuple[Path, 
             if source not in exclude:
                 found.append((path, source))
     return sorted(found, key=lambda item: item[1])
+
+
+def corpus_files(corpus: Path, exclude: tuple[str, ...] = (),
+                 uploads: Path | None = None) -> list[tuple[Path, str]]:
+    """`list_files(corpus, exclude)`, then the `uploads` folder's files (if it exists) as
+    sources "uploads/<name>"; an uploaded file whose source a corpus file already has is
+    left out with a warning (the corpus's own file wins)."""
+    files = list_files(corpus, exclude)  # first: a missing corpus is reported first
+    if uploads is None or not Path(uploads).is_dir():
+        return files
+    taken = {s for _, s in files}
+    for path, name in list_files(uploads):
+        source = UPLOADS_PREFIX + name
+        if source in taken:
+            log.warning("%s: left out, the corpus has a file of that name", path)
+        else:
+            files.append((path, source))
+    return sorted(files, key=lambda item: item[1])
 
 
 def file_sha256(path: Path) -> str | None:

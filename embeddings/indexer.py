@@ -20,7 +20,13 @@ from embeddings.chunking import (
     sentences_of,
     token_counter,
 )
-from embeddings.documents import SUFFIXES, Document, file_sha256, list_files, read_document
+from embeddings.documents import (
+    SUFFIXES,
+    Document,
+    corpus_files,
+    file_sha256,
+    read_document,
+)
 from embeddings.encoder import DEFAULT_BACKEND, Encoder, distinct_texts
 from embeddings.errors import BadInput
 from embeddings.exact import VECTOR_FORMAT
@@ -128,25 +134,28 @@ class Survey:
     generation: Path | None
     manifest: dict | None
     reason: str | None
+    uploads: Path | None = None
 
 
 def survey(corpus: Path, index_dir: Path, config: IndexConfig,
-           exclude: tuple[str, ...] = ()) -> Survey:
-    """List and hash the corpus files and read the index's manifest, once.
+           exclude: tuple[str, ...] = (), uploads: Path | None = None) -> Survey:
+    """List and hash the corpus files (and those of the `uploads` folder, if it exists,
+    as sources "uploads/<name>") and read the index's manifest, once.
 
     Loads nothing else. Raises BadInput if the corpus folder doesn't exist.
     """
-    return _survey(Path(corpus), Path(index_dir), config, tuple(exclude))
+    return _survey(Path(corpus), Path(index_dir), config, tuple(exclude),
+                   Path(uploads) if uploads is not None else None)
 
 
 def _survey(corpus: Path, index_dir: Path, config: IndexConfig,
-            exclude: tuple[str, ...]) -> Survey:
-    files = tuple(list_files(corpus, exclude))  # first: a missing corpus is reported first
+            exclude: tuple[str, ...], uploads: Path | None = None) -> Survey:
+    files = tuple(corpus_files(corpus, exclude, uploads))
     generation = store.current_generation(index_dir)
     manifest = store.generation_manifest(generation)
     hashes = {source: file_sha256(path) for path, source in files}
     return Survey(corpus, index_dir, config, exclude, files, hashes, generation, manifest,
-                  _stale(manifest, generation, config, hashes))
+                  _stale(manifest, generation, config, hashes), uploads)
 
 
 def _stale(manifest: dict | None, generation: Path | None, config: IndexConfig,
@@ -167,14 +176,14 @@ def _stale(manifest: dict | None, generation: Path | None, config: IndexConfig,
 
 
 def staleness(corpus: Path, index_dir: Path, config: IndexConfig,
-              exclude: tuple[str, ...] = ()) -> str | None:
+              exclude: tuple[str, ...] = (), uploads: Path | None = None) -> str | None:
     """Why the index at `index_dir` doesn't reflect `corpus` under `config`, or None if
     it does: no index yet, other settings, or files added, changed or deleted since.
 
     `survey(...).reason`: reads the manifest and hashes the corpus files; loads nothing
     else. Raises BadInput if the corpus folder doesn't exist.
     """
-    return survey(corpus, index_dir, config, exclude).reason
+    return survey(corpus, index_dir, config, exclude, uploads).reason
 
 
 def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[Chunk]]],
@@ -233,6 +242,7 @@ def build_index(
     progress: bool = False,
     approximate_above: int = store.APPROXIMATE_ABOVE,
     survey: Survey | None = None,
+    uploads: Path | None = None,
 ) -> BuildReport:
     """Bring the index at `index_dir` up to date with the files under `corpus`.
 
@@ -242,16 +252,18 @@ def build_index(
     chunks the vector search is approximate (IVF-Flat, see store.vector_index).
     `model_loader()` returns the Encoder (or any object with `encode(texts, batch_size=)`
     returning unit vectors and a `dim`) and is only called when something must be
-    embedded. `survey`, from `survey(corpus, index_dir, config, exclude)` just before,
-    saves listing and hashing the corpus again. Raises BadInput for a missing corpus or
-    one without readable documents, store.IndexBusy if another build runs.
+    embedded. `survey`, from `survey(corpus, index_dir, config, exclude, uploads)` just
+    before, saves listing and hashing the corpus again. `uploads`: a folder of uploaded
+    files indexed with the corpus, as sources "uploads/<name>". Raises BadInput for a
+    missing corpus or one without readable documents, store.IndexBusy if another build runs.
     """
     began = time.perf_counter()
     corpus, index_dir, exclude = Path(corpus), Path(index_dir), tuple(exclude)
+    uploads = Path(uploads) if uploads is not None else None
     if survey is None:
-        survey = _survey(corpus, index_dir, config, exclude)
-    elif (survey.corpus, survey.index_dir, survey.config, survey.exclude) != (
-            corpus, index_dir, config, exclude):
+        survey = _survey(corpus, index_dir, config, exclude, uploads)
+    elif (survey.corpus, survey.index_dir, survey.config, survey.exclude,
+          survey.uploads) != (corpus, index_dir, config, exclude, uploads):
         raise ValueError("the survey is of another corpus, index folder or configuration")
     created = not index_dir.exists()
     try:
@@ -267,6 +279,7 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
            batch_size: int, rebuild: bool, progress: bool, approximate_above: int,
            survey: Survey, began: float) -> BuildReport:
     files, hashes = survey.files, survey.hashes
+    paths = {source: path for path, source in files}
     with store.locked(index_dir):
         store.clean_leftovers(index_dir)
         store.checkpoint("locked")
@@ -389,7 +402,8 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
                 if source in old_texts:
                     texts[source] = old_texts[source]
                 else:  # an index from before texts were kept: read the file once more
-                    again = read_document(corpus / source, source, record.sha256)
+                    again = read_document(paths.get(source, corpus / source), source,
+                                          record.sha256)
                     if again is not None and len(again.text) == record.chars:
                         texts[source] = again.text
         chunk_vectors = _gather(chunk_rows, dim)

@@ -99,13 +99,31 @@ FAULT_POINTS = (
 )
 
 
+# Called with each checkpoint's name as a build passes it (a server's upload job shows
+# its progress this way); add and remove with `watch`.
+_watchers: list = []
+
+
+@contextlib.contextmanager
+def watch(callback) -> Iterator[None]:
+    """Call `callback(name)` at every checkpoint a build of this process passes, for the
+    block."""
+    _watchers.append(callback)
+    try:
+        yield
+    finally:
+        _watchers.remove(callback)
+
+
 def checkpoint(name: str) -> None:
     """Crash-trial hook: with QA_FAULT_POINT=name the process SIGKILLs itself here.
 
-    Costs one environment lookup; does nothing otherwise.
+    Costs one environment lookup (and tells the `watch`ers); does nothing otherwise.
     """
     if os.environ.get("QA_FAULT_POINT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    for callback in tuple(_watchers):
+        callback(name)
 
 
 # --- locking ---------------------------------------------------------------------------

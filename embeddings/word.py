@@ -49,12 +49,37 @@ def _is_heading(paragraph) -> bool:
     return name.startswith(("Heading", "Title"))
 
 
+MAX_UNZIPPED = 256 * 1024 * 1024  # a .docx's parts may expand to this much in all ...
+MAX_RATIO = 200  # ... and none more than this many times its compressed size
+
+
+def check_zip(data: bytes) -> None:
+    """Raise Unreadable for a .docx whose parts would expand past `MAX_UNZIPPED` bytes, or
+    one part past `MAX_RATIO` times its compressed size (a zip bomb), before any is read."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise Unreadable(f"not a readable .docx file (not a zip archive: {exc})") from None
+    total = sum(m.file_size for m in members)
+    if total > MAX_UNZIPPED:
+        raise Unreadable(f"its parts would expand to {total:,} bytes (over "
+                         f"{MAX_UNZIPPED:,}): a zip bomb?")
+    for m in members:
+        if m.file_size > 1_000_000 and m.file_size > MAX_RATIO * max(1, m.compress_size):
+            raise Unreadable(f"its part {m.filename} would expand {m.file_size:,} bytes from "
+                             f"{m.compress_size:,} (over {MAX_RATIO}x): a zip bomb?")
+
+
 def extract(data: bytes) -> WordText:
     """The text of a .docx file's bytes; raises Unreadable with the reason."""
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    check_zip(data)
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - zip, XML and package errors alike

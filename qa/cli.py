@@ -36,6 +36,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help="sentence-transformers model: local folder or hub name "
                         "(default: all-MiniLM-L6-v2, bundled offline)")
+    p.add_argument("--uploads", metavar="DIR",
+                   help="where documents uploaded through the page and the API are kept, "
+                        "indexed with the corpus as uploads/<name> (default: under "
+                        "~/.cache/cited-qa/uploads, per corpus)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
 
 
@@ -91,8 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the chat page at / and the JSON API under /api "
                        "(docs at /docs) from one process. Builds the index first if needed.")
     _common(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1); any other than loopback "
+                        "needs a key (QA_API_KEY or --api-key-file) or --insecure-no-key")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="a file whose first line is the key every route but /api/health "
+                        "asks for (Authorization: Bearer, or the page's login); "
+                        "QA_API_KEY gives it directly")
+    p.add_argument("--insecure-no-key", action="store_true", default=None,
+                   help="serve a non-loopback --host without a key (anyone who reaches "
+                        "the port can read, upload and delete documents)")
+    p.add_argument("--max-upload-mb", type=int, metavar="N",
+                   help="largest upload request in MiB (default 50); larger gets 413")
+    p.add_argument("--upload-wait-kb", type=int, metavar="N",
+                   help="uploads above N KiB are indexed as a job: 202 and a status "
+                        "route (default 512)")
+    p.add_argument("--auth-failures", type=int, metavar="N",
+                   help="wrong keys one address may send per --auth-window (default 10)")
+    p.add_argument("--auth-window", type=int, metavar="SECONDS",
+                   help="the window of --auth-failures (default 60)")
+    p.add_argument("--session-hours", type=int, metavar="N",
+                   help="how long a login of the chat page lasts (default 12)")
     _ray_options(p, "serve from a Ray cluster (Ray Serve: a deployment per shard, "
                     "answerer replicas behind its proxy); docs/cluster.md")
     p.add_argument("--replicas", type=int, default=2, metavar="N",
@@ -265,12 +289,15 @@ def cmd_reader_export(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace, **extra):
     from qa.settings import Settings
 
-    overrides = {"corpus": args.corpus, "index": args.index, "model": args.model, **extra}
+    overrides = {"corpus": args.corpus, "index": args.index, "model": args.model,
+                 "uploads": getattr(args, "uploads", None), **extra}
     settings = Settings.load(**overrides)
     if args.corpus and not args.index and settings.index is not None:
         # QA_INDEX belongs to QA_CORPUS: another corpus gets its own default index, so
         # `qa index --corpus OTHER` can never overwrite the index of the usual corpus
         settings = settings.replace(index=None)
+    if args.corpus and not getattr(args, "uploads", None) and settings.uploads is not None:
+        settings = settings.replace(uploads=None)  # likewise QA_UPLOADS
     return settings
 
 
@@ -300,7 +327,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 0
     # a missing corpus is reported first, before any "indexing" line or folder
     surveyed = survey(settings.corpus, settings.index_dir, settings.index_config(),
-                      settings.exclude)
+                      settings.exclude, settings.uploads_dir)
     print(f"indexing {settings.corpus} -> {settings.index_dir}", file=sys.stderr)
     report = ensure_index(settings, progress=not args.quiet, rebuild=args.rebuild,
                           surveyed=surveyed)
@@ -345,18 +372,41 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` names is this machine's loopback (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False  # an unknown name: serve() reports it
+    addresses = {info[4][0].split("%")[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, api_key_file=args.api_key_file,
+                         insecure_no_key=args.insecure_no_key,
+                         max_upload_mb=args.max_upload_mb, upload_wait_kb=args.upload_wait_kb,
+                         auth_failures=args.auth_failures, auth_window=args.auth_window,
+                         session_hours=args.session_hours)
+    if not settings.api_key and not settings.insecure_no_key and not is_loopback(args.host):
+        print(f"qa serve: error: --host {args.host} is reachable from other machines and "
+              "no key is set: set QA_API_KEY=<a long random key> or --api-key-file FILE "
+              "(or --insecure-no-key to serve it open)", file=sys.stderr)
+        return 2
     if args.ray is not None:
         from qa.cluster.serve import serve_on_ray
 
         if args.replicas < 1:
             raise ValueError("--replicas must be at least 1")
-        serve_on_ray(_settings(args), address=args.ray or None, host=args.host,
+        serve_on_ray(settings, address=args.ray or None, host=args.host,
                      port=args.port, replicas=args.replicas)
         return 0
     from qa.api import serve
 
-    serve(_settings(args), host=args.host, port=args.port)
+    serve(settings, host=args.host, port=args.port)
     return 0
 
 

@@ -59,7 +59,8 @@ def ensure_index(settings: Settings, progress: bool = False, model=None,
         settings.corpus, settings.index_dir, settings.index_config(),
         (lambda: model) if model is not None else (lambda: load_encoder_for(settings)),
         batch_size=settings.batch_size, exclude=settings.exclude, progress=progress,
-        rebuild=rebuild, approximate_above=settings.approximate_above, survey=surveyed)
+        rebuild=rebuild, approximate_above=settings.approximate_above, survey=surveyed,
+        uploads=settings.uploads_dir)
 
 
 def _stale_sharded(settings: Settings, manifest: dict, stale: str | None) -> None:
@@ -126,7 +127,7 @@ class Assistant:
         surveyed = None
         if update is None:  # first, so a missing corpus is reported before the model loads
             surveyed = survey(settings.corpus, settings.index_dir, settings.index_config(),
-                              settings.exclude)
+                              settings.exclude, settings.uploads_dir)
         stale = surveyed.reason if surveyed else None
         manifest = surveyed.manifest if surveyed else store.read_manifest(settings.index_dir)
         if store.is_sharded(manifest) and (update or stale):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from embeddings import store
+from embeddings.documents import UPLOADS_PREFIX
 from embeddings.encoder import BACKENDS, DEFAULT_MODEL
 from embeddings.files import qa_home
 from embeddings.indexer import BATCH_SIZE, IndexConfig
@@ -32,6 +33,24 @@ def check_top_k(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
         raise SettingError(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {value!r}")
     return value
+
+
+def read_key_file(path: Path) -> str:
+    """The key in `path` (its first line, stripped), or SettingError saying why not."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingError(f"cannot read the API key file {path}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    if not lines or not lines[0].strip():
+        raise SettingError(f"the API key file {path} is empty; put the key on its first line")
+    return lines[0].strip()
+
+
+def default_uploads_dir(corpus: Path) -> Path:
+    """`$QA_HOME/uploads/<folder name>-<8 hex of the corpus's absolute path>`: beside the
+    default index, outside any git tree."""
+    return qa_home() / "uploads" / default_index_dir(corpus).name
 
 
 def default_index_dir(corpus: Path) -> Path:
@@ -73,13 +92,36 @@ class Settings:
     reader_windows: int = 2  # top ranker candidates the reader reads, each with neighbours
     # (2: the best point of the accuracy-latency curve, docs/benchmarks.md)
     api_concurrency: int | None = None  # questions the server answers at once; None: cores
-    # the Bearer key /v1 (the OpenAI-compatible API) asks for; None: open (qa/api/auth.py)
+    # the Bearer key every /api and /v1 route and the page ask for (health excepted);
+    # None: open (qa/api/auth.py). api_key_file: a file holding it (one line)
     api_key: str | None = field(default=None, repr=False)
+    api_key_file: Path | None = None
+    insecure_no_key: bool = False  # serve a non-loopback address without a key anyway
+    auth_failures: int = 10  # wrong keys from one client address per auth_window ...
+    auth_window: int = 60  # ... seconds; past that, 429 until the window clears
+    session_hours: int = 12  # how long a login of the chat page lasts
+    uploads: Path | None = None  # None: default_uploads_dir(corpus), outside git
+    max_upload_mb: int = 50  # an upload request's body (one file or several) at most
+    upload_wait_kb: int = 512  # uploads above this are indexed as a job (202)
     exclude: tuple[str, ...] = field(default=())  # corpus-relative paths left out
 
     @property
     def index_dir(self) -> Path:
         return Path(self.index) if self.index else default_index_dir(self.corpus)
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where files sent through the API and the page are kept (indexed with the
+        corpus, their sources under `UPLOADS_PREFIX`)."""
+        return Path(self.uploads) if self.uploads else default_uploads_dir(self.corpus)
+
+    def source_path(self, source: str) -> Path:
+        """The file an indexed source names: under the uploads folder for an uploaded
+        one, else under the corpus."""
+        own = Path(self.corpus) / source
+        if source.startswith(UPLOADS_PREFIX) and not own.exists():  # the corpus's wins
+            return self.uploads_dir / source[len(UPLOADS_PREFIX):]
+        return own
 
     def index_config(self) -> IndexConfig:
         return IndexConfig(self.model, self.chunk_tokens, self.chunk_overlap,
@@ -102,8 +144,11 @@ class Settings:
             raise SettingError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         if "corpus" in values:
             values["corpus"] = Path(values["corpus"]).expanduser()
-        if values.get("index"):
-            values["index"] = Path(values["index"]).expanduser()
+        for name in ("index", "uploads", "api_key_file"):
+            if values.get(name):
+                values[name] = Path(values[name]).expanduser()
+        if values.get("api_key_file") and not values.get("api_key"):
+            values["api_key"] = read_key_file(values["api_key_file"])
         settings = cls(**values)
         settings.validate()
         return settings
@@ -117,7 +162,8 @@ class Settings:
         """Raise SettingError naming the first setting out of range."""
         positive = ("chunk_tokens", "sentence_max_tokens", "batch_size", "candidates",
                     "rrf_k", "answer_passages", "max_question_chars", "approximate_above",
-                    "reader_windows")
+                    "reader_windows", "auth_failures", "auth_window", "session_hours",
+                    "max_upload_mb")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -137,7 +183,10 @@ class Settings:
             raise SettingError(f"api_concurrency must be at least 1, got "
                                f"{self.api_concurrency}")
         if self.api_key is not None and not self.api_key.strip():
-            raise SettingError("api_key must not be blank (unset QA_API_KEY to leave /v1 open)")
+            raise SettingError("api_key must not be blank (unset QA_API_KEY to leave the "
+                               "server open)")
+        if self.upload_wait_kb < 0:
+            raise SettingError(f"upload_wait_kb must not be negative, got {self.upload_wait_kb}")
         if not self.reader.strip():
             raise SettingError("reader must be auto, off or a folder")
 

@@ -237,8 +237,8 @@ def test_a_survey_lists_and_hashes_once_for_the_check_and_the_build(tmp_path, mo
     index = tmp_path / "index"
     config = IndexConfig(model="all-MiniLM-L6-v2")
     calls = {"list": 0, "hash": 0}
-    real_list, real_hash = indexer.list_files, indexer.file_sha256
-    monkeypatch.setattr(indexer, "list_files", lambda *a: calls.update(
+    real_list, real_hash = indexer.corpus_files, indexer.file_sha256
+    monkeypatch.setattr(indexer, "corpus_files", lambda *a: calls.update(
         list=calls["list"] + 1) or real_list(*a))
     monkeypatch.setattr(indexer, "file_sha256", lambda p: calls.update(
         hash=calls["hash"] + 1) or real_hash(p))

@@ -309,6 +309,8 @@ def test_api_key_protects_v1(counting):
             model=right.models.list().data[0].id,
             messages=[{"role": "user", "content": AUSTIN}])
         assert "Li Shangfu" in completion.choices[0].message.content
-        spec = httpx.get(f"{url}/openapi.json").json()
+        assert httpx.get(f"{url}/openapi.json").status_code == 401  # the key guards it too
+        spec = httpx.get(f"{url}/openapi.json",
+                         headers={"Authorization": f"Bearer {KEY}"}).json()
         assert spec["paths"]["/v1/chat/completions"]["post"]["security"] == [{"apiKey": []}]
         assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"

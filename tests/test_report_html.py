@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_ui_browser import CHROMIUM, CHROMIUM_ARGS
+from conftest import CHROMIUM, CHROMIUM_ARGS
 
 from qa.evaluate import Question
 from qa.report_html import render

@@ -19,11 +19,7 @@ import pytest
 from qa.api import create_app, mount_uis, serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SEED_FILE = re.compile(r"\b00[0-4]_[0-9a-f]{16}\.txt\b")
 NOT_ANSWERED = "The documents don't answer this question."
 # A phrase the answer to each example button must hold (the page offers ui.app.EXAMPLES).
@@ -116,20 +112,6 @@ def test_rendered_answer_shows_sources_in_context(seeds_assistant):
 
 # --- the page in Chromium --------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        message = "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
-        if os.environ.get("QA_REQUIRE_BROWSER"):  # set by `make test`: CI must not skip
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright import sync_api
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def _serve(assistant):
     app, mounted = mount_uis(create_app(assistant), assistant)
     assert mounted == ["chat"], "the chat page entry point is not installed (pip install -e .)"
@@ -154,18 +136,6 @@ def payload_url(model, settings, tmp_path_factory):
     assistant = Assistant.load(settings=settings.replace(corpus=corpus, index=index))
     with _serve(assistant) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
-    pg.errors = errors
-    yield pg
-    context.close()
 
 
 def open_chat(page, url: str) -> None:

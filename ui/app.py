@@ -95,6 +95,8 @@ CSS = """
 .cqa-abstain { font-weight: 600; margin: 0 0 .3rem 0; }
 .cqa-related-item { margin: .4rem 0; font-size: .85rem; }
 .cqa-error { color: #b91c1c; }
+.cqa-ok { color: #15803d; }
+.cqa-upload-status { font-size: .82rem; margin: .3rem 0; }
 .cqa-timing { font-size: .72rem; color: var(--body-text-color-subdued); margin-top: .5rem; }
 .cqa-docs table { width: 100%; border-collapse: collapse; font-size: .8rem; }
 .cqa-docs table, .cqa-docs thead, .cqa-docs tbody, .cqa-docs tr, .cqa-docs th,
@@ -211,8 +213,11 @@ def make_responder(assistant: Assistant):
     return respond
 
 
-def build_ui(assistant: Assistant) -> gr.Blocks:
-    """The chat page for `assistant` (mount it with `mount`)."""
+def build_ui(assistant: Assistant, uploads=None) -> gr.Blocks:
+    """The chat page for `assistant` (mount it with `mount`); `uploads` (a
+    `qa.uploads.Uploads`, the API's) adds the upload control and removal."""
+    from ui import documents
+
     respond = make_responder(assistant)
     default_k = min(TOP_K_MAX, assistant.settings.top_k)
     ask_events = {"concurrency_limit": 4, "concurrency_id": "ask",
@@ -245,6 +250,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                                        for q in examples]
             with gr.Column(scale=2, min_width=260):
                 with gr.Accordion("Indexed documents", open=True):
+                    controls = documents.upload_controls() if uploads is not None else None
                     docs = gr.HTML(render_documents(assistant.index), js_on_load=None,
                                    elem_id="cqa-docs")
                 with gr.Accordion("Settings", open=False):
@@ -270,14 +276,19 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                     queue=False)
         chatbot.clear(lambda: [], None, history, api_visibility="private", queue=False,
                       show_progress="hidden")
-        blocks.load(lambda: render_documents(assistant.index), None, docs,
-                    api_visibility="private", queue=False, show_progress="hidden")
+        if controls is not None:
+            documents.wire(blocks, docs, assistant, uploads, controls)
+        else:
+            blocks.load(lambda: render_documents(assistant.index), None, docs,
+                        api_visibility="private", queue=False, show_progress="hidden")
     return blocks
 
 
 def mount(app: FastAPI, assistant: Assistant) -> FastAPI:
-    """Mount the chat page at "/" of `app` (entry point `cited_qa.ui: chat`)."""
+    """Mount the chat page at "/" of `app` (entry point `cited_qa.ui: chat`), with the
+    upload control when the app has the documents API (`app.state.uploads`)."""
+    uploads = getattr(app.state, "uploads", None)
     return gr.mount_gradio_app(
-        app, build_ui(assistant), path="/", theme=_theme(), css=CSS,
+        app, build_ui(assistant, uploads), path="/", theme=_theme(), css=CSS,
         footer_links=[], run_history=False, ssr_mode=False, mcp_server=False,
-        show_error=False)
+        show_error=False, max_file_size=f"{assistant.settings.max_upload_mb}mb")

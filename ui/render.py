@@ -11,6 +11,7 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from embeddings.documents import UPLOADS_PREFIX
 from qa.answer import flowed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -240,7 +241,8 @@ def render_documents(index: Index | None) -> str:
     if not documents:
         return '<div class="cqa-docs cqa-meta">No documents are indexed.</div>'
     rows = "".join(
-        f'<tr><td>{esc(d.title)}<span class="cqa-file cqa-meta">{esc(d.source)}</span></td>'
+        f'<tr><td>{esc(d.title)}<span class="cqa-file cqa-meta">{esc(d.source)}'
+        f'{" · uploaded" if d.source.startswith(UPLOADS_PREFIX) else ""}</span></td>'
         f'<td class="cqa-num">{esc(d.date or "—")}</td>'
         f'<td class="cqa-num">{int(d.chunks)}</td></tr>'
         for d in documents)

@@ -11,6 +11,7 @@ from qa.api.handlers import OPENAI_PREFIX, error_response, not_found_message
 from qa.api.schemas import MAX_BODY_BYTES, MAX_CHAT_BODY_BYTES
 
 API_PREFIX = "/api/"
+GRADIO_UPLOAD = "/gradio_api/upload"  # the chat page framework's own upload route
 T0 = "cited_qa.t0"  # ASGI scope key: when the request arrived (perf_counter seconds)
 
 
@@ -24,18 +25,77 @@ async def send_error(send, status: int, message: str, headers: dict | None = Non
     await send({"type": "http.response.body", "body": response.body})
 
 
+def _too_large(limit: int) -> str:
+    return f"request body is over the limit of {limit} bytes ({limit / 2**20:g} MiB)"
+
+
+async def stream_limited(app, scope, receive, send, limit: int) -> None:
+    """Pass a request to `app` without holding its body, refusing it with 413 past `limit`
+    bytes: at once when Content-Length announces more (nothing of it read), else as soon
+    as the bytes received pass it (the app then sees the client gone; its answer is
+    replaced by the 413)."""
+    path = scope["path"]
+    length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+    if length is not None:
+        try:
+            announced = int(length)
+        except ValueError:
+            await send_error(send, 400, "invalid Content-Length header", path=path)
+            return
+        if announced > limit:
+            await send_error(send, 413, _too_large(limit), path=path)
+            return
+    size = 0
+    over = False
+    started = False
+
+    async def counting_receive():
+        nonlocal size, over
+        if over:
+            return {"type": "http.disconnect"}
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            over = True
+            return {"type": "http.disconnect"}
+        return message
+
+    async def guarded_send(message) -> None:
+        nonlocal started
+        if over:
+            return
+        started = True
+        await send(message)
+
+    try:
+        await app(scope, counting_receive, guarded_send)
+    except Exception:
+        if not over:
+            raise
+    if over and not started:
+        await send_error(send, 413, _too_large(limit), path=path)
+
+
 class ApiGuard:
     """For /api/ and /v1/ requests: note the arrival time and refuse bodies over the
     prefix's limit (`max_body`; `max_chat_body` for /v1/, whose chat history grows with the
-    conversation) with 413, whether announced by Content-Length or streamed."""
+    conversation) with 413, whether announced by Content-Length or streamed. The paths in
+    `streamed` (uploads) have their own limits and are not held in memory
+    (`stream_limited`)."""
 
     def __init__(self, app, max_body: int = MAX_BODY_BYTES,
-                 max_chat_body: int = MAX_CHAT_BODY_BYTES) -> None:
+                 max_chat_body: int = MAX_CHAT_BODY_BYTES,
+                 streamed: dict[str, int] | None = None) -> None:
         self.app = app
         self.limits = {API_PREFIX: max_body, OPENAI_PREFIX: max_chat_body}
+        self.streamed = dict(streamed or {})
 
     async def __call__(self, scope, receive, send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
+        if path in self.streamed:
+            scope[T0] = time.perf_counter()
+            await stream_limited(self.app, scope, receive, send, self.streamed[path])
+            return
         limit = next((n for prefix, n in self.limits.items() if path.startswith(prefix)), None)
         if limit is None:
             await self.app(scope, receive, send)

@@ -79,16 +79,14 @@ def kind_response(exc: BaseException, path: str = "/api/") -> JSONResponse | Non
     return None
 
 
-def reread_text(corpus, record) -> str | None:
-    """The text of an indexed file read again from the corpus, when the index holds none
-    (built before texts were kept) and the file is unchanged; else None."""
-    from pathlib import Path
-
+def reread_text(path, record) -> str | None:
+    """The text of an indexed file read again from `path` (`Settings.source_path`), when
+    the index holds none (built before texts were kept) and the file is unchanged; else
+    None."""
     from embeddings.documents import read_document
 
-    if corpus is None:
+    if path is None:
         return None
-    path = Path(corpus) / record.source
     doc = read_document(path, record.source) if path.is_file() else None
     if doc is None or doc.sha256 != record.sha256:
         return None
@@ -165,10 +163,12 @@ def install(app: FastAPI) -> None:
         kind = request.headers.get("content-type", "")
         media = kind.split(";")[0].strip().lower()
         path = request.url.path
-        if kind and not (media == "application/json" or media.endswith("+json")):
+        errors = list(exc.errors())
+        about_body = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors)
+        if kind and about_body and not (media == "application/json"
+                                        or media.endswith("+json")):
             return error_response(path, 415, "send the body as JSON with Content-Type: "
                                              f"application/json (got {kind[:100]!r})")
-        errors = list(exc.errors())
         if is_openai_path(path):  # OpenAI answers a body of the wrong shape with 400
             _, message = validation_message(errors, CHAT_EXAMPLE)
             return error_response(path, 400, message, param=_openai_param(errors))

@@ -169,6 +169,7 @@ _ERROR_TEXT = {
     400: "Invalid JSON, or a body of the wrong shape (no messages, a wrong type, an "
          "unknown role).",
     401: "QA_API_KEY is set and the request lacks it (Authorization: Bearer <key>).",
+    429: "Too many wrong keys from this address; wait the Retry-After seconds.",
     413: f"Request body over {MAX_CHAT_BODY_BYTES} bytes.",
     415: "Body not sent as application/json.",
     500: "Unexpected server error (logged).",
@@ -183,5 +184,5 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def openai_errors(protected: bool, *codes: int) -> dict[int | str, dict[str, Any]]:
-    """The error responses of a /v1 route: `codes`, and 401 when a key guards /v1."""
-    return error_responses(*((401,) if protected else ()), *codes)
+    """The error responses of a /v1 route: `codes`, and 401/429 when a key guards /v1."""
+    return error_responses(*((401, 429) if protected else ()), *codes)

@@ -12,13 +12,13 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
-from qa.api import handlers, openai_routes
-from qa.api.auth import KeyGuard
-from qa.api.guard import API_PREFIX, T0, ApiGuard, ErrorShape
+from qa.api import documents_routes, handlers, openai_routes
+from qa.api.auth import KeyGuard, bearer_scheme
+from qa.api.guard import API_PREFIX, GRADIO_UPLOAD, T0, ApiGuard, ErrorShape
 from qa.api.handlers import OPENAI_PREFIX
 from qa.api.schemas import (
     ANSWER_ERRORS,
@@ -27,11 +27,11 @@ from qa.api.schemas import (
     RELOAD_ERRORS,
     TEXT_ERRORS,
     AnswerResponse,
-    DocumentsResponse,
     DocumentTextResponse,
     HealthResponse,
     ReloadResponse,
     answer_request_model,
+    error_responses,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,14 +99,24 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
         description=DESCRIPTION,
     )
     app.state.assistant = assistant
-    app.add_middleware(ApiGuard, max_body=max_body_bytes)
-    if settings.api_key is not None:  # before the body is read: no key, no 413 either
-        app.add_middleware(KeyGuard, key=settings.api_key)
+    upload_limit = settings.max_upload_mb * 1024 * 1024
+    app.add_middleware(ApiGuard, max_body=max_body_bytes, streamed={
+        documents_routes.UPLOAD_PATH: upload_limit, GRADIO_UPLOAD: upload_limit})
+    protected = settings.api_key is not None
+    if protected:  # before the body is read: no key, no 413 either
+        app.add_middleware(KeyGuard, key=settings.api_key, failures=settings.auth_failures,
+                           window=settings.auth_window, session_hours=settings.session_hours)
+    # the key in the OpenAPI document (KeyGuard enforces it, on every path but health)
+    security = [Security(bearer_scheme)] if protected else []
+
+    def errors(table: dict) -> dict:
+        return {**table, **error_responses(401, 429)} if protected else table
     app.add_middleware(ErrorShape)  # outermost: it also sees what mounted pages answer
     handlers.install(app)
 
-    @app.post("/api/answer", response_model=AnswerResponse, responses=ANSWER_ERRORS,
-              summary="Answer a question with cited quotes", tags=["answers"])
+    @app.post("/api/answer", response_model=AnswerResponse, responses=errors(ANSWER_ERRORS),
+              dependencies=security, summary="Answer a question with cited quotes",
+              tags=["answers"])
     def answer(body: request_model, request: Request) -> dict:
         """Answer one question from the indexed documents.
 
@@ -154,19 +164,8 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 "built_at": manifest.get("built_at"),
                 "build_seconds": manifest.get("build_seconds")}
 
-    @app.get("/api/documents", response_model=DocumentsResponse, responses=INDEX_ERRORS,
-             tags=["index"],
-             summary="List the indexed files")
-    async def documents() -> dict:
-        """Every indexed file with its title, date and number of passages."""
-        docs = [{"source": d.source, "title": d.title, "date": d.date, "chunks": d.chunks,
-                 "sentences": d.sentences, "chars": d.chars, "sha256": d.sha256,
-                 "pages": len(d.pages) if d.pages else None}
-                for d in assistant.index.data.documents]
-        return {"count": len(docs), "documents": docs}
-
     @app.get("/api/documents/{source:path}/text", response_model=DocumentTextResponse,
-             responses=TEXT_ERRORS, tags=["index"],
+             responses=errors(TEXT_ERRORS), dependencies=security, tags=["index"],
              summary="The text of one file that citations point into")
     def document_text(source: str) -> dict:
         """The text a citation's `start`/`end` index into, so anyone can check a quote:
@@ -186,7 +185,7 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 return known
             raise
         if text is None:
-            text = handlers.reread_text(assistant.settings.corpus, record)
+            text = handlers.reread_text(assistant.settings.source_path(source), record)
         if text is None:
             return JSONResponse({"error": f"the index holds no text for {source!r} and the "
                                           "file changed since it was indexed; update the "
@@ -197,7 +196,8 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 "headings": [{"offset": o, "heading": h} for o, h in record.headings]}
 
     @app.post("/api/reload", response_model=ReloadResponse, tags=["index"],
-              responses=RELOAD_ERRORS, summary="Re-read the corpus and swap in the new index")
+              responses=errors(RELOAD_ERRORS), dependencies=security,
+              summary="Re-read the corpus and swap in the new index")
     def reload() -> dict:
         """Index new and changed files (incrementally), drop deleted ones, and swap the
         new index in. Questions keep being answered from the old index meanwhile."""
@@ -222,6 +222,7 @@ def create_app(assistant: "Assistant", *, max_body_bytes: int = MAX_BODY_BYTES,
                 "sentences": report.sentences, "embedded": report.embedded,
                 "seconds": round(report.seconds, 3)}
 
+    documents_routes.install(app, assistant, security, errors)
     openai_routes.install(app, assistant, gate)
 
     allowed: dict[str, tuple] = {}

@@ -216,6 +216,62 @@ class DocumentOut(BaseModel):
     chars: int = Field(description="Length of the file's text in characters.")
     sha256: str = Field(description="SHA-256 of the file's bytes.")
     pages: int | None = Field(None, description="PDF files: the number of pages.")
+    uploaded: bool = Field(False, description="Sent through the API or the page (source "
+                                              "`uploads/<name>`; DELETE removes it); false "
+                                              "for the served corpus folder's own files.")
+    size: int | None = Field(None, description="The file's size in bytes (null: gone from "
+                                               "the disk since it was indexed).")
+    added_at: str | None = Field(None, description="Uploaded files: when (UTC, ISO 8601).")
+
+
+class UploadedOut(BaseModel):
+    source: str = Field(description="The source citations name: `uploads/<name>`.")
+    filename: str = Field(description="The file name as sent.")
+    renamed: bool = Field(description="Stored under another name than sent (a path, a "
+                                      "leading dot, control characters, a reserved device "
+                                      "name, or a corpus file of that name): `source` says "
+                                      "which.")
+    size: int
+    sha256: str
+    indexed: bool
+    title: str | None
+    pages: int | None = Field(description="PDF files: the number of pages.")
+    chunks: int
+    sentences: int
+    notes: list[str] = Field(description="Parts left out (pages without text...), the "
+                                         "encoding guessed.")
+
+
+class UploadResponse(BaseModel):
+    status: str = Field(description="\"indexed\".")
+    documents: list[UploadedOut]
+    summary: str = Field(description="What the build did, in one line.")
+
+
+class JobOut(BaseModel):
+    id: str
+    state: str = Field(description="queued, indexing, done or failed.")
+    phase: str | None = Field(description="While indexing: checking, reading, embedding "
+                                          "(the long part), writing or switching.")
+    files: list[str] = Field(description="The sources being added.")
+    created_at: str
+    seconds: float = Field(description="Time spent indexing so far.")
+    result: UploadResponse | None = Field(description="When done: what a small upload "
+                                                      "answers.")
+    error: str | None = Field(description="When failed: why (nothing was kept).")
+    status: int | None = Field(description="When failed: the HTTP status it would have had.")
+
+
+class JobAccepted(BaseModel):
+    status: str = Field(description="\"queued\".")
+    job: JobOut
+    url: str = Field(description="Where to follow it (GET).")
+
+
+class RemoveResponse(BaseModel):
+    status: str = Field(description="\"removed\".")
+    source: str
+    summary: str = Field(description="What the build did, in one line.")
 
 
 class HeadingOut(BaseModel):
@@ -262,11 +318,18 @@ class ErrorResponse(BaseModel):
 
 _ERROR_TEXT = {
     400: "Invalid JSON, or input the engine can't use (an empty or over-long question).",
-    404: "No indexed file of that name.",
-    409: "Another process is writing the index; try again when it is done.",
-    413: f"Request body over {MAX_BODY_BYTES} bytes.",
-    415: "Body not sent as application/json.",
-    422: "Wrong field types or values, missing or unknown fields.",
+    401: "QA_API_KEY is set and the request lacks it (Authorization: Bearer <key>).",
+    403: "Not allowed: a file of the served corpus (read-only through the API), or a "
+         "cookie-only request from another site's page.",
+    404: "No indexed file (or job) of that name.",
+    409: "Another process is writing the index; try again when it is done (uploads: the "
+         "same content is indexed already, or the name exists without replace=true).",
+    413: f"Request body over {MAX_BODY_BYTES} bytes (uploads: over QA_MAX_UPLOAD_MB).",
+    415: "Body not sent as application/json (uploads: not multipart/form-data, or a file "
+         "that is not a document).",
+    422: "Wrong field types or values, missing or unknown fields (uploads: no files, or "
+         "too many).",
+    429: "Too many wrong keys from this address; wait the Retry-After seconds.",
     500: "Unexpected server error (logged).",
     503: "A file the server needs (index, model export, calibration) is missing or "
          "damaged; the message names the command that fixes it.",
@@ -283,3 +346,6 @@ ANSWER_ERRORS = error_responses(400, 413, 415, 422, 500, 503)
 RELOAD_ERRORS = error_responses(400, 409, 500, 503)
 INDEX_ERRORS = error_responses(500, 503)  # GET /api/health, /api/documents
 TEXT_ERRORS = error_responses(404, 500, 503)  # GET /api/documents/{source}/text
+UPLOAD_ERRORS = error_responses(400, 409, 413, 415, 422, 500, 503)
+REMOVE_ERRORS = error_responses(403, 404, 409, 500, 503)
+JOB_ERRORS = error_responses(404)

@@ -92,11 +92,14 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None
             print(f"No chat page installed (entry-point group {UI_ENTRY_POINT_GROUP!r} is "
                   f"empty). API: {url}/api/  API docs: {url}/docs", flush=True)
         if host not in ("127.0.0.1", "localhost", "::1"):
-            guarded = ("/v1 asks for QA_API_KEY; /api and the page have no authentication"
-                       if settings.api_key else "the API has no authentication (QA_API_KEY "
-                       "protects /v1)")
-            print(f"warning: listening on {host}, reachable from other machines; {guarded}",
-                  file=sys.stderr, flush=True)
+            if settings.api_key:
+                print(f"listening on {host}, reachable from other machines: every route but "
+                      "/api/health asks for the key; put TLS in front (docs/ui.md), a key "
+                      "over plain HTTP can be read on the wire", file=sys.stderr, flush=True)
+            else:
+                print(f"warning: listening on {host}, reachable from other machines, with "
+                      "NO key (--insecure-no-key): anyone can read, upload and delete "
+                      "documents", file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
