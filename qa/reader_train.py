@@ -173,7 +173,10 @@ def evaluate_examples(net, examples: Sequence[Example], batch_size: int = 64) ->
         for i in range(0, len(examples), batch_size):
             part = examples[i:i + batch_size]
             b = _tensors(part)
+            b = {k: v.to(next(net.parameters()).device) for k, v in b.items()}
             tok, null = net(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+            tok, null = tok.float().cpu(), null.float().cpu()  # bf16 has no numpy type
+            b = {k: v.cpu() for k, v in b.items()}
             logits = window_logits(tok, null, b["sentence_of"])
             pred = logits.argmax(1)
             best_sent = logits[:, 1:].argmax(1) + 1

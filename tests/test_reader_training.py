@@ -139,8 +139,9 @@ def _tiny(tmp_path, **kw):
             "question": r.question, "context": r.context, "answers": list(r.answers),
             "answerable": True, "title": r.title}) + "\n" for r in _records(40)),
             encoding="utf-8")
+    kw = {"bf16": "off", **kw}
     return TrainConfig(data=[str(data)], out=str(tmp_path / "out"), layers=1, batch_size=4,
-                       epochs=1.0, dev_fraction=0.1, progress=False, bf16="off", threads=1,
+                       epochs=1.0, dev_fraction=0.1, progress=False, threads=1,
                        generated=0.5, **kw)
 
 
@@ -172,3 +173,13 @@ def test_resuming_another_run_is_refused(tmp_path):
     other.batch_size = 8
     with pytest.raises(ValueError, match="of another run"):
         train(other)
+
+
+def test_held_out_figures_under_bf16_autocast(tmp_path):
+    """A checkpoint's held-out figures are computed in bf16 when training is (numpy has
+    no bf16: the outputs are widened first)."""
+    from qa.reader_train import train
+
+    got = train(_tiny(tmp_path, bf16="on", stop_after=3, checkpoints=[8]))
+    point = got["curve"][0]
+    assert point["examples"] >= 8 and 0 <= point["answer_sentence_first"] <= 1
