@@ -13,14 +13,14 @@ import sys
 import numpy as np
 
 # Asked of one seeds article (001_…txt, 3.7 kB: the emulated CPU runs 300-500x slower).
-# Confidences of 2026-12-04 against the threshold 0.39 in brackets.
+# Confidences of 2026-12-05 (the reader-init reader) against the threshold 0.38 in brackets.
 QUESTIONS = (
     "Who declined to meet Lloyd Austin?",  # answered (0.78)
-    "Does the US support Taiwan independence?",  # answered (0.55), the README's example
-    "Which act guides the One China policy?",  # answered near the threshold (0.45)
-    "Who lifted sanctions?",  # answered near the threshold (0.47)
-    "Who did Blinken meet in Beijing?",  # abstains (0.22)
-    "What is the capital of France?",  # abstains (0.01)
+    "Does the US support Taiwan independence?",  # answered (0.63), the README's example
+    "Which act guides the One China policy?",  # answered (0.55)
+    "Who lifted sanctions?",  # answered just above the threshold (0.380)
+    "Who did Blinken meet in Beijing?",  # abstains just below it (0.372) on this one article
+    "What is the capital of France?",  # abstains (0.02)
 )
 
 

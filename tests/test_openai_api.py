@@ -147,17 +147,17 @@ def test_abstention_says_so_plainly(client, model_id):
 def test_follow_up_uses_the_earlier_turns(client, model_id):
     first = client.chat.completions.create(
         model=model_id,
-        messages=[{"role": "user", "content": "What did Blinken say about Taiwan?"}])
+        messages=[{"role": "user", "content": "When did Blinken arrive in China?"}])
     completion = client.chat.completions.create(model=model_id, messages=[
         {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What did Blinken say about Taiwan?"},
+        {"role": "user", "content": "When did Blinken arrive in China?"},
         {"role": "assistant", "content": first.choices[0].message.content},
-        {"role": "user", "content": "What did he say about North Korea?"}])
+        {"role": "user", "content": "What did he say about Taiwan?"}])
     cited = completion.cited_qa
     assert cited["searched_for"].endswith("(Blinken)")
     assert cited["answerable"]
     content = completion.choices[0].message.content
-    assert "DPRK" in content or "North Korea" in content
+    assert "Taiwan" in content and "Blinken" in content
     assert content.endswith(f"(searched for: {cited['searched_for']})")
 
 
