@@ -183,3 +183,14 @@ def test_held_out_figures_under_bf16_autocast(tmp_path):
     point = got["curve"][0]
     assert point["examples"] >= 8 and point["positive_windows"] > 0
     assert 0 <= point["answer_sentence_first"] <= 1 and 0 <= point["span_exact"] <= 1
+
+
+def test_reader_windows_bad_input_exits_2(tmp_path, capsys):
+    from qa.cli import main
+
+    assert main(["reader", "windows", "--data", str(tmp_path / "missing.jsonl"), "--out",
+                 str(tmp_path / "pool")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["reader", "train", "--data", str(tmp_path / "d.jsonl"), "--out",
+                 str(tmp_path / "o"), "--generated", "1.5"]) == 2
+    assert "--generated" in capsys.readouterr().err
