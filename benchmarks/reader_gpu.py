@@ -20,8 +20,10 @@ and what comes back is at most 8 files of at most 16 MiB. So, in three steps:
 
 The train step imports only torch, transformers, tokenizers, numpy and the project's own
 modules (PYTHONPATH=.; the project is not installed there), builds the epochs' windows
-in parallel processes, trains with bf16 autocast and stops with what it has after
-`--minutes` (default 6.5), so the run always ends in time and always brings weights back.
+in parallel processes, trains with bf16 autocast and stops with what it has
+`--minutes` (default 6.5) after the script started (window building and loading
+included), so the run always ends in time and always brings weights back; the parts'
+count and sha256 go into training.json and `unpack` checks them.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def train_there(args: argparse.Namespace) -> int:
         init=str(p / "init.npz"), windows=[str(p / w) for w in meta["windows"]],
         epochs=args.epochs, generated=args.generated, lr=args.lr, head_lr=args.head_lr,
         batch_size=args.batch_size, max_records=args.max_records, device=device,
-        bf16="auto", for_minutes=args.minutes, state_minutes=1e9, export=False,
+        bf16="auto", deadline=began + 60 * args.minutes, state_minutes=1e9, export=False,
         checkpoints=[], workers=args.workers, progress=False,
         command="python benchmarks/reader_gpu.py " + " ".join(sys.argv[1:]))
     got = train(cfg)
@@ -121,6 +123,10 @@ def train_there(args: argparse.Namespace) -> int:
     data = blob.read_bytes()
     for k in range(0, len(data), PART_BYTES):
         (out / f"reader-fp16.pt.part{k // PART_BYTES}").write_bytes(data[k:k + PART_BYTES])
+    import hashlib
+
+    got["parts"] = {"count": -(-len(data) // PART_BYTES),
+                    "sha256": hashlib.sha256(data).hexdigest()}
     got["device_name"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     got["wall_seconds"] = round(time.time() - began)
     (out / "training.json").write_text(json.dumps(got, indent=1, default=str) + "\n",
@@ -143,13 +149,35 @@ def unpack(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     blob = out / "reader-fp16.pt"
-    blob.write_bytes(b"".join(p.read_bytes() for p in parts))
+    data = b"".join(p.read_bytes() for p in parts)
+    summary = {}
+    if (src / "training.json").is_file():
+        summary = json.loads((src / "training.json").read_text(encoding="utf-8"))
+        want = summary.get("parts") or {}
+        import hashlib
+
+        if want and (want["count"] != len(parts)
+                     or want["sha256"] != hashlib.sha256(data).hexdigest()):
+            print(f"{src}: {len(parts)} parts that do not make the file the run wrote "
+                  f"({want['count']} parts, sha256 {want['sha256'][:12]}…): fetch them "
+                  "again", file=sys.stderr)
+            return 1
+    blob.write_bytes(data)
     state = {k: v.float() for k, v in torch.load(blob, map_location="cpu").items()}
     torch.save(state, out / "reader.pt")
     blob.unlink()
-    if (src / "training.json").is_file():
-        shutil.copy(src / "training.json", out / "gpu-training.json")
+    if summary:  # the run's summary becomes reader.json's, so the card has data and curve
+        keep = ("config", "records", "dev_records", "windows", "trained_windows",
+                "dev_windows", "dev_retrieved_windows", "bf16", "device", "datasets",
+                "curve", "train_seconds", "threads", "versions", "stopped", "device_name",
+                "wall_seconds")
+        (out / "reader.json").write_text(json.dumps(
+            {k: summary[k] for k in keep if k in summary}, indent=1) + "\n", encoding="utf-8")
     export_checkpoint(out / "reader.pt", out, args.base, None)
+    if summary.get("datasets"):
+        from qa.reader_export import write_card
+
+        write_card(out)
     print(f"exported {out}")
     return 0
 

@@ -64,7 +64,8 @@ _WEIGHTS = (35, 15, 10, 15, 20)  # condition: only when drawn first (it nearly a
 # applies, and as everyone's fallback it would teach "a year at the end: no answer")
 
 
-def _mentions(text: str, phrase: str) -> bool:
+def mentions(text: str, phrase: str) -> bool:
+    """Whether `phrase` occurs in `text` as whole words, ignoring case."""
     return re.search(r"(?<!\w)" + re.escape(phrase.lower()) + r"(?!\w)", text.lower()) is not None
 
 
@@ -115,12 +116,12 @@ class Names:
 
 
 def _entity(question: str, paragraph: str, pool: Names, rng: random.Random):
-    found = [(n, p) for n, p in names(question[1:]) if _mentions(paragraph, n)]
+    found = [(n, p) for n, p in names(question[1:]) if mentions(paragraph, n)]
     rng.shuffle(found)
     for old, prev in found:
         context = (pool.before.get(old, set()) | {prev}) - {""}
         choices = [n for n in pool.like(old, context, len(old.split()))
-                   if not _mentions(paragraph, n) and not _mentions(question, n)
+                   if not mentions(paragraph, n) and not mentions(question, n)
                    and n.lower() not in old.lower() and old.lower() not in n.lower()][:8]
         if choices:
             new = rng.choice(choices)
@@ -135,7 +136,7 @@ def _number(question: str, paragraph: str, pool_text: str, rng: random.Random):
         old = m.group()
         if _YEAR.match(old):
             years = sorted({y for y in re.findall(r"\b1[5-9]\d\d\b|\b20[0-4]\d\b", pool_text)
-                            if y != old and not _mentions(paragraph, y)})
+                            if y != old and not mentions(paragraph, y)})
             new = rng.choice(years) if years else str(int(old) + rng.choice((-1, 1))
                                                      * rng.randint(3, 40))
         else:
@@ -143,7 +144,7 @@ def _number(question: str, paragraph: str, pool_text: str, rng: random.Random):
             factor = rng.choice((2, 3, 0.5, 10, 0.25, 1.5))
             v = value * factor if value else rng.randint(2, 9)
             new = f"{v:,.0f}" if "," in old else (f"{v:g}" if "." in old else str(int(v)))
-        if new != old and not _mentions(paragraph, new):
+        if new != old and not mentions(paragraph, new):
             return question[:m.start()] + new + question[m.end():], new
     return None
 
@@ -153,9 +154,9 @@ def _condition(question: str, paragraph: str, pool_text: str, rng: random.Random
                                                          question):
         return None
     years = sorted({y for y in re.findall(r"\b1[5-9]\d\d\b|\b20[0-4]\d\b", pool_text)
-                    if not _mentions(paragraph, y)})
+                    if not mentions(paragraph, y)})
     year = rng.choice(years) if years else str(rng.randint(1800, 2020))
-    if _mentions(paragraph, year):
+    if mentions(paragraph, year):
         return None
     word = rng.choice(("in", "in", "before", "after"))
     return question.rstrip()[:-1].rstrip() + f" {word} {year}?", year
@@ -167,7 +168,7 @@ def _antonym(question: str, paragraph: str, rng: random.Random):
     for m in words:
         w = m.group()
         new = ANTONYMS[w.lower()]
-        if _mentions(paragraph, new):
+        if mentions(paragraph, new):
             continue
         if w[0].isupper():
             new = new.capitalize()
@@ -215,7 +216,7 @@ def perturb(question: str, paragraph: str, pool_text: str, answers: Sequence[str
         if got is None:
             continue
         new_q, inserted = got
-        if new_q == question or any(a.strip() and _mentions(inserted, a) for a in answers):
+        if new_q == question or any(a.strip() and mentions(inserted, a) for a in answers):
             continue
         return new_q, kind, inserted
     return None

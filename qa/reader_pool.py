@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa.reader_data import Record, dev_split, read_records
-from qa.reader_perturb import Names, perturb
+from qa.reader_perturb import Names, mentions, perturb
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ def _label(index, window: list[int], gold: tuple[str, int, int] | None,
             break
     if hit is not None:
         return hit
-    low = " ".join(index.sentences[i].text for i in window).lower()
-    if any(a.strip() and a.lower() in low for a in answers):
+    text = " ".join(index.sentences[i].text for i in window)
+    if any(a.strip() and mentions(text, a) for a in answers):
         return None
     return 0, None
 
@@ -150,11 +150,12 @@ def _gold_in_file(r: Record, offset: int) -> tuple[int, int] | None:
 
 
 def retrieved_windows(corpus: Corpus, records: Sequence[Record], dev: set[int],
-                      work: Path, settings, model, ranker, perturb_seed: int = 13
-                      ) -> Iterator[dict]:
+                      work: Path, settings, model, ranker, perturb_seed: int = 13,
+                      split: tuple[int, float] = (13, 0.02)) -> Iterator[dict]:
     """The windows of every question of `corpus` as the product reads them, then the
     perturbed questions' windows (see the module docstring). Builds the corpus's index in
-    `work`."""
+    `work`. `split` is the (seed, fraction) of `dev_split` that made `dev`: each row
+    carries it, so that training can refuse windows split another way."""
     from embeddings.indexer import build_index
     from qa.engine import Assistant
     from qa.index import Index
@@ -177,7 +178,8 @@ def retrieved_windows(corpus: Corpus, records: Sequence[Record], dev: set[int],
     for i, (name, offset) in sorted(corpus.where.items()):
         r = records[i]
         base = {"dataset": r.dataset, "license": r.license,
-                "split": "dev" if i in dev else "train", "corpus": corpus.name}
+                "split": "dev" if i in dev else "train", "corpus": corpus.name,
+                "split_seed": split[0], "dev_fraction": split[1]}
         g = _gold_in_file(r, offset) if r.answerable else None
         if r.answerable and g is None:
             continue
@@ -277,7 +279,7 @@ def build_pool(data: Sequence[str], out: Path, *, seed: int = 13,
         tmp = target.with_suffix(".tmp")
         with gzip.open(tmp, "wt", encoding="utf-8") as f:
             for row in retrieved_windows(c, records, dev, work, settings, model, ranker,
-                                         seed):
+                                         seed, (seed, dev_fraction)):
                 if row.get("_question") and bar is not None:
                     bar.update(1)
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")

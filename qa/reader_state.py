@@ -85,29 +85,45 @@ def load_weights(path: str) -> dict:
 
 def prefetch(make, items, depth: int = 6):
     """`make(item)` for each item, computed in a thread ahead of the consumer (collation
-    off the training loop)."""
+    off the training loop). Closing the generator (or leaving it by an exception) stops
+    the thread."""
     import queue
     import threading
 
     q: queue.Queue = queue.Queue(depth)
     done = object()
+    stop = threading.Event()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work():
         try:
             for it in items:
-                q.put(make(it))
+                if not put(make(it)):
+                    return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(exc)
-        q.put(done)
+            put(exc)
+            return
+        put(done)
 
     threading.Thread(target=work, daemon=True, name="collate").start()
-    while True:
-        got = q.get()
-        if got is done:
-            return
-        if isinstance(got, BaseException):
-            raise got
-        yield got
+    try:
+        while True:
+            got = q.get()
+            if got is done:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    finally:
+        stop.set()
 
 
 def rng_state() -> dict:

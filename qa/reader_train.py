@@ -16,6 +16,7 @@ this module when answering.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -70,6 +71,7 @@ class TrainConfig:
     state_minutes: float = 5.0  # minutes between resumable checkpoints (state.pt)
     for_minutes: float | None = None  # stop after this long with a resumable checkpoint
     stop_after: int | None = None  # stop after this many batches (the resume test)
+    deadline: float | None = None  # time.time() at which to stop (the GPU script's limit)
     workers: int = 1  # processes building the epochs' windows (one epoch each)
     export: bool = True  # False: leave reader.pt and training.json (a GPU machine without
     # onnx: export here with `qa reader export`)
@@ -265,6 +267,10 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
     warm = max(1, int(len(plan) * cfg.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (len(plan) - s) / (len(plan) - warm))))
+    # what makes two runs the same run: the batches in order and the flags that shape them
+    fingerprint = hashlib.sha1(repr((plan, cfg.lr, cfg.head_lr, cfg.warmup, cfg.weight_decay,
+                                     cfg.span_weight, cfg.batch_size, cfg.seed, cfg.base,
+                                     cfg.layers)).encode()).hexdigest()
     curve: list[dict] = []
     marks = sorted(c for c in cfg.checkpoints if c > 0)
     seen = start = 0
@@ -278,10 +284,10 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
             # everything the uninterrupted run had: weights, AdamW's moments, the
             # schedule, the random streams (dropout), the curve; the plan is seeded, so
             # the same data and flags give the same batches from here on
-            if state.get("plan_batches") != len(plan):
-                raise ValueError(f"{cfg.resume} is of another run ({state.get('plan_batches')} "
-                                 f"batches planned, this one {len(plan)}): same --data, "
-                                 "--windows and flags, please")
+            if state.get("plan") != fingerprint:
+                raise ValueError(f"{cfg.resume} is of another run (other data, windows, seed "
+                                 "or flags: its plan of batches differs): resume with the "
+                                 "same --data, --windows and flags")
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -315,14 +321,14 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
         save_checkpoint(ck / "state.pt", net=net.state_dict(), optimizer=opt.state_dict(),
                     scheduler=sched.state_dict(), step=step, seen=seen, running=running,
                     curve=curve, train_seconds=spent + time.time() - t_run,
-                    rng=rng_state(), plan_batches=len(plan))
+                    rng=rng_state(), plan=fingerprint)
 
     def to_device(b):
         return {k: v.to(device, non_blocking=True) for k, v in b.items()}
 
     stopped = None
     batches_iter = prefetch(lambda idx: (len(idx), _tensors([examples[i] for i in idx])),
-                             plan[start:])
+                            plan[start:])
     for step, (size, b) in enumerate(batches_iter, start + 1):
         b = to_device(b)
         with autocast():
@@ -355,33 +361,34 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
             stopped = f"after {step} batches"
         elif cfg.for_minutes is not None and time.time() - t_run >= 60 * cfg.for_minutes:
             stopped = f"after {cfg.for_minutes:g} minutes"
+        elif cfg.deadline is not None and time.time() >= cfg.deadline:
+            stopped = "at its deadline"
         if stopped or time.time() - last_state >= 60 * cfg.state_minutes:
             save_state(step)
             last_state = time.time()
         if stopped:
             break
+    batches_iter.close()  # tells the collating thread to stop
     if bar is not None:
         bar.close()
     if stopped:
         log.info("stopped %s at %d windows; go on with --resume %s", stopped, seen,
                  ck / "state.pt")
         return {"stopped": stopped, "seen": seen, "state": str(ck / "state.pt"),
-                "curve": curve, "loss": running}
+                "curve": curve, "loss": running, **_about(cfg, records, dev_recs, kinds,
+                                                         seen, train_recs, threads, bf16,
+                                                         device, dev, pool_dev),
+                "train_seconds": round(spent + time.time() - t_run)}
+    final = _figures(net, dev, pool_dev, autocast)
     net.to("cpu")
-    final = _figures(net, dev, pool_dev, contextlib.nullcontext)
     curve.append({"examples": seen, "questions": _questions_seen(examples, plan),
                   "elapsed_s": round(spent + time.time() - t_run), **final})
     print(json.dumps({"final": curve[-1]}), flush=True)
     torch.save(net.state_dict(), out / "reader.pt")
     train_seconds = round(spent + time.time() - t_run)
-    summary = {
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("progress",)},
-        "records": len(records), "dev_records": len(dev_recs),
-        "windows": kinds, "trained_windows": seen, "dev_windows": len(dev),
-        "dev_retrieved_windows": len(pool_dev), "bf16": bf16, "device": str(device),
-        "datasets": _datasets(train_recs), "curve": curve, "train_seconds": train_seconds,
-        "threads": threads, "versions": _versions(),
-    }
+    summary = {**_about(cfg, records, dev_recs, kinds, seen, train_recs, threads, bf16,
+                        device, dev, pool_dev),
+               "curve": curve, "train_seconds": train_seconds}
     if not cfg.export:
         (out / "training.json").write_text(json.dumps(summary, indent=1, default=str) + "\n",
                                            encoding="utf-8")
@@ -391,6 +398,16 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
     write_meta(out, summary)
     write_card(out)
     return summary
+
+
+def _about(cfg, records, dev_recs, kinds, seen, train_recs, threads, bf16, device, dev,
+           pool_dev) -> dict:
+    """What reader.json and the card say of a run, finished or stopped."""
+    return {"config": {k: v for k, v in asdict(cfg).items() if k not in ("progress",)},
+            "records": len(records), "dev_records": len(dev_recs), "windows": kinds,
+            "trained_windows": seen, "dev_windows": len(dev),
+            "dev_retrieved_windows": len(pool_dev), "bf16": bf16, "device": str(device),
+            "datasets": _datasets(train_recs), "threads": threads, "versions": _versions()}
 
 
 def _questions_seen(examples, plan) -> int:

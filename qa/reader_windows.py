@@ -19,6 +19,13 @@ def run_windows(cfg, pieces: Pieces, records: Sequence[Record]):
 
     train_recs, dev_recs = dev_split(records, cfg.dev_fraction, cfg.seed)
     rows = read_pool(cfg.windows) if cfg.windows else []
+    for row in rows[:1] + rows[-1:]:  # files written before rows carried it: 13, 0.02
+        made = (row.get("split_seed", 13), row.get("dev_fraction", 0.02))
+        if made != (cfg.seed, cfg.dev_fraction):
+            raise ValueError(f"the --windows were split into train and dev with seed "
+                             f"{made[0]} and fraction {made[1]}, this run with {cfg.seed} "
+                             f"and {cfg.dev_fraction}: held-out questions would be trained "
+                             "on; give qa reader windows the same --seed, or train with it")
     pieces.many([r.question for r in records] + [r["question"] for r in rows])
     pool_train = pool_examples(rows, pieces, "train")
     pool_dev = pool_examples(rows, pieces, "dev")
@@ -31,15 +38,17 @@ def run_windows(cfg, pieces: Pieces, records: Sequence[Record]):
 
         global _JOB
         _JOB = (train_recs, pieces, cfg.generated)  # inherited by the forked workers
-        with ProcessPoolExecutor(min(cfg.workers, n_epochs),
-                                 mp_context=multiprocessing.get_context("fork")) as pool:
-            built = list(pool.map(_epoch_windows, seeds))
-        _JOB = None
+        try:
+            with ProcessPoolExecutor(min(cfg.workers, n_epochs),
+                                     mp_context=multiprocessing.get_context("fork")) as pool:
+                built = list(pool.map(_epoch_windows, seeds))
+        finally:
+            _JOB = None
     else:
         built = [build_examples(train_recs, pieces, s, cfg.progress, cfg.generated)
                  for s in seeds]
     per_epoch = [part + pool_train for part in built]
-    dev = build_examples(dev_recs, pieces, cfg.seed + 1, generated=cfg.generated)
+    dev = build_examples(dev_recs, pieces, cfg.seed + 1)  # comparable across --generated
     return train_recs, dev_recs, per_epoch, dev, pool_dev
 
 
