@@ -6,8 +6,8 @@ A shard scores every question against all its chunks (`BM25.scores`, bm25s under
 time linear in the postings of the question's tokens). This replicates the bbc-news
 chunks (the project's own chunker, tokenised once by `embeddings.lexical.tokenize`) to
 --sizes chunks, builds the shard's BM25 from the token lists with corpus-wide statistics
-(qa.cluster.lexicon.shard_bm25: what a shard of `qa index --ray` stores), and times
-`scores` plus the top 31 (`qa.retrieve.top_n`, as a shard's `rank` asks) for headline
+(qa.retrieval.sharded.lexicon.shard_bm25: what a shard of `qa index --ray` stores), and times
+`scores` plus the top 31 (`qa.retrieval.retrieve.top_n`, as a shard's `rank` asks) for headline
 questions ("What happened: <first line>?", as soak.py makes them),
 one at a time: p50 / p95 ms, and ms per million chunks. Replicating keeps every token's
 document frequency share, so posting lengths grow linearly with the size, as in a bigger
@@ -30,9 +30,9 @@ from speed_common import add_data_argument, corpus_documents, emit, table, warn_
 
 def main(argv: list[str] | None = None) -> None:
     from embeddings.lexical import tokenize
-    from qa import machine
-    from qa.cluster.lexicon import Lexicon, shard_bm25
-    from qa.retrieve import top_n
+    from qa.evaluation import machine
+    from qa.retrieval.retrieve import top_n
+    from qa.retrieval.sharded.lexicon import Lexicon, shard_bm25
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_argument(parser)

@@ -4,7 +4,7 @@
     python benchmarks/calibrate.py --set CORPUS=QUESTIONS.jsonl ... --dry-run
     python benchmarks/calibrate.py --ablate             # refit without each feature in turn
 
-The models, the fit and the threshold rule are the product's own (`qa.calibration`);
+The models, the fit and the threshold rule are the product's own (`qa.answering.calibration`);
 this script only collects every candidate of every question and prints the figures.
 With the reader on (the default), these models only pick the sentences the reader
 reads; the reader's own calibration is fitted by `benchmarks/calibrate_reader.py`.
@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from qa import calibration
-from qa.evaluate import contains_answer, load_questions
-from qa.features import FEATURES
+from qa.answering import calibration
+from qa.answering.features import FEATURES
+from qa.evaluation.run import contains_answer, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,11 +5,11 @@ figures, and measure accuracy against the number of windows read.
     python benchmarks/calibrate_reader.py --reader DIR --set CORPUS=QUESTIONS.jsonl ...
     python benchmarks/calibrate_reader.py --windows 1,2,4,6 --limit 600 --dry-run
 
-For every question the ranker's candidates are read (`qa.reading.read`), once; the two
-logistic models of `qa.reading.Stack` are then fitted on those readings (sentence
+For every question the ranker's candidates are read (`qa.answering.reading.read`), once; the two
+logistic models of `qa.answering.reading.Stack` are then fitted on those readings (sentence
 labelled right when it holds a gold answer from an allowed source; the confidence model
 on each question's best sentence) and the threshold is the plateau rule of
-`qa.calibration`, each set weighing the same (as the ranker's calibration does). The
+`qa.answering.calibration`, each set weighing the same (as the ranker's calibration does). The
 default sets are squad-dev and the seeds set: squad-dev alone is 54% adversarial
 unanswerable questions, and a threshold fitted on it alone abstains on most answerable
 questions of ordinary articles. Held-out figures come from k folds of contiguous blocks
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.calibration import fit_logistic, plateau_threshold
-from qa.evaluate import contains_answer, load_questions
-from qa.reader import READER_DIR
-from qa.reading import MAX_MARGIN, STACK_FILE, Stack, read
+from qa.answering.calibration import fit_logistic, plateau_threshold
+from qa.answering.reading import MAX_MARGIN, STACK_FILE, Stack, read
+from qa.evaluation.run import contains_answer, load_questions
+from qa.reader.runtime import READER_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -49,15 +49,15 @@ Rows = list[tuple[bool, float, list[tuple[float, float, float, int]]]]
 def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
             limit: int | None) -> tuple[Rows, float]:
     """Readings of every question, and the mean reading time per question (ms)."""
-    from qa.calibration import confidence_of
+    from qa.answering.calibration import confidence_of
+    from qa.answering.ranker import score_candidates
     from qa.engine import Assistant
-    from qa.ranker import score_candidates
     from qa.settings import Settings
 
     settings = Settings.load(corpus=corpus, reader=str(reader), reader_windows=windows)
     assistant = Assistant.load(settings=settings)
     stage, index = assistant.reader, assistant.index
-    from qa import calibration
+    from qa.answering import calibration
 
     ranker = calibration.load()
     questions = load_questions(questions_file)[:limit]
@@ -165,7 +165,7 @@ def main() -> int:
     args = p.parse_args()
     specs = args.set or DEFAULT_SETS
     report: dict = {"reader": args.reader, "folds": args.folds, "curve": []}
-    from qa import machine
+    from qa.evaluation import machine
 
     report["machine"] = machine.describe()
     for windows in [int(x) for x in args.windows.split(",")]:

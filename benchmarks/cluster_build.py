@@ -64,7 +64,7 @@ def model_tokens(index_dir: Path, model) -> int:
 
 def tables_of(index_dir: Path):
     """(chunk texts, chunk vectors) of a plain or sharded index, in global order."""
-    from qa.cluster.view import ShardedIndex
+    from qa.retrieval.sharded.view import ShardedIndex
 
     view = ShardedIndex.open_local(index_dir)
     n = len(view.chunks)
@@ -78,7 +78,7 @@ def loaded_bytes(index_dir: Path) -> dict:
     import subprocess
 
     code = ("import json, tracemalloc, faiss, bm25s, scipy.sparse\n"
-            "from qa.index import Index\n"
+            "from qa.retrieval.index import Index\n"
             "from embeddings import store, lexical\n"
             "lexical._bm25s(); lexical._stemmer()\n"
             # a first load outside the trace: imports and caches are not the index's
@@ -175,9 +175,9 @@ def run(args) -> dict:
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")  # busy box
     import ray
 
-    from qa import machine
     from qa.cluster import runtime_env
     from qa.engine import load_encoder_for
+    from qa.evaluation import machine
     from qa.settings import Settings
 
     warn_if_busy()

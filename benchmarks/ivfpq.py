@@ -123,7 +123,7 @@ def run(args) -> dict:
     import faiss
 
     from embeddings.store import ivfpq_shape
-    from qa import machine
+    from qa.evaluation import machine
 
     warn_if_busy()
     work = Path(args.work)

@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))  # made_files: the PDF writer the tests use
 
-import made_files as made  # noqa: E402
 from speed_common import add_data_argument, emit, table  # noqa: E402
+
+import made_files as made  # noqa: E402
 
 
 def pypdf_text(data: bytes) -> tuple[str, int]:

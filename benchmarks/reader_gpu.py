@@ -56,7 +56,7 @@ def _tree_bytes() -> int:
 
 def pack(args: argparse.Namespace) -> int:
     from embeddings.onnx_export import model_folder, transformer_folder
-    from qa.reader_state import load_weights, pack_int8
+    from qa.training.state import load_weights, pack_int8
 
     out = Path(args.out)
     if out.exists():
@@ -94,7 +94,7 @@ def pack(args: argparse.Namespace) -> int:
 def train_there(args: argparse.Namespace) -> int:
     import torch
 
-    from qa.reader_train import TrainConfig, train
+    from qa.training.loop import TrainConfig, train
 
     began = time.time()
     p = Path(args.pack)
@@ -139,7 +139,7 @@ def train_there(args: argparse.Namespace) -> int:
 def unpack(args: argparse.Namespace) -> int:
     import torch
 
-    from qa.reader_export import export_checkpoint
+    from qa.training.export import export_checkpoint
 
     src = Path(args.parts)
     parts = sorted(src.glob("reader-fp16.pt.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
@@ -175,7 +175,7 @@ def unpack(args: argparse.Namespace) -> int:
             {k: summary[k] for k in keep if k in summary}, indent=1) + "\n", encoding="utf-8")
     export_checkpoint(out / "reader.pt", out, args.base, None)
     if summary.get("datasets"):
-        from qa.reader_export import write_card
+        from qa.training.export import write_card
 
         write_card(out)
     print(f"exported {out}")

@@ -26,12 +26,13 @@ def main() -> int:
     p.add_argument("--set", default=f"{ROOT / 'seeds'}={ROOT / 'benchmarks/questions/seeds.jsonl'}")
     p.add_argument("--limit", type=int)
     args = p.parse_args()
-    from qa import calibration, machine
+    from qa.answering import calibration
+    from qa.answering.ranker import score_candidates
+    from qa.answering.reading import read
     from qa.engine import Assistant
-    from qa.evaluate import load_questions
-    from qa.ranker import score_candidates
-    from qa.reader import Reader
-    from qa.reading import read
+    from qa.evaluation import machine
+    from qa.evaluation.run import load_questions
+    from qa.reader.runtime import Reader
     from qa.settings import Settings
 
     corpus, _, questions = args.set.partition("=")

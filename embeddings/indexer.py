@@ -27,11 +27,12 @@ from embeddings.documents import (
     file_sha256,
     read_document,
 )
-from embeddings.encoder import DEFAULT_BACKEND, Encoder, distinct_texts
+from embeddings.encoder import DEFAULT_BACKEND, Encoder
 from embeddings.errors import BadInput
 from embeddings.exact import VECTOR_FORMAT
 from embeddings.lexical import BM25
 from embeddings.onnx_export import EXPORT_FORMAT
+from embeddings.texts import distinct_texts
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ def _stem_all(words: list[str]) -> list[str]:
 
 
 # A word hyphenated at a line end, as PDF text has it: "infor-\nmation". The reader's
-# tokenizer drops the same match in its normalizer (`qa.reader.load_tokenizer`).
+# tokenizer drops the same match in its normalizer (`qa.reader.runtime.load_tokenizer`).
 LINE_END_HYPHEN = r"(?<=[^\W\d_])-[ \t]*\r?\n[ \t]*(?=[^\W\d_A-Z])"
 _LINE_END_HYPHEN = re.compile(LINE_END_HYPHEN)
 JOINER = "\u200b"  # zero width: BERT tokenizers drop it, so the word reads whole

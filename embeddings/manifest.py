@@ -16,7 +16,7 @@ from embeddings.exact import VECTOR_FORMAT
 from embeddings.records import DocumentRecord
 
 FORMAT_VERSION = 1
-# The sharded layout of `qa index --ray` (qa/cluster/shards.py): a top generation whose
+# The sharded layout of `qa index --ray` (qa/retrieval/sharded/layout.py): a top generation whose
 # manifest names its shards ("shards", "layout"), each shard an index folder of its own.
 SHARDED_LAYOUT = 1
 

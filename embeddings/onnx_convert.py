@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings import files
+from embeddings import files, lazy
 from embeddings.pooling import mean_pool
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,9 @@ def install(tmp: Path, final: Path) -> dict:
 
 def _reference(transformer_dir: Path, max_tokens: int, texts: Sequence[str]):
     """torch token embeddings of `texts` padded in one batch: (model, hidden, ids, mask)."""
-    import torch
+    torch = lazy.load("torch")
     from tokenizers import Tokenizer
-    from transformers import AutoModel
+    AutoModel = lazy.load("transformers").AutoModel
 
     tokenizer = Tokenizer.from_file(str(transformer_dir / TOKENIZER_FILE))
     tokenizer.no_padding()
@@ -83,7 +83,7 @@ def _reference(transformer_dir: Path, max_tokens: int, texts: Sequence[str]):
 def open_session(path: Path, options: Any = None) -> Any:
     """An onnxruntime CPU session on `path` (default options: quiet), without the
     fusions in UNFUSED."""
-    import onnxruntime as ort
+    ort = lazy.load("onnxruntime")
 
     if options is None:
         options = ort.SessionOptions()
@@ -115,7 +115,7 @@ def export_fp32(transformer_dir: Path, max_tokens: int, folder: Path, final: str
     import inspect
     import warnings
 
-    import torch
+    torch = lazy.load("torch")
 
     model, hidden, ids, mask = _reference(transformer_dir, max_tokens, _PROBES)
     reference = mean_pool(hidden, mask)
@@ -168,7 +168,7 @@ def export_fp32(transformer_dir: Path, max_tokens: int, folder: Path, final: str
             if p is not None:
                 with contextlib.suppress(OSError):
                     p.unlink()
-    import onnxruntime
+    onnxruntime = lazy.load("onnxruntime")
 
     return {"file": record, "meta": {
         "dim": int(hidden.shape[-1]), "inputs": names, "fused": chosen is not raw,
@@ -180,8 +180,8 @@ def fuse_transformer(src: Path, dst: Path, config: Any) -> None:
     """onnxruntime's transformer fusions (attention, GELU, embeddings) of a BERT-like
     export at `src`, written to `dst`; ValueError for a model type it has no recipe for.
     The residual Add + LayerNormalization stay apart (see UNFUSED)."""
-    from onnxruntime.transformers import optimizer
-    from onnxruntime.transformers.fusion_options import FusionOptions
+    optimizer = lazy.load("onnxruntime.transformers.optimizer")
+    FusionOptions = lazy.load("onnxruntime.transformers.fusion_options").FusionOptions
 
     kinds = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "distilbert": "bert",
              "electra": "bert", "camembert": "bert"}
@@ -199,8 +199,8 @@ def fuse_transformer(src: Path, dst: Path, config: Any) -> None:
 def int8_weight_range(path: Path) -> int:
     """The largest |w| over the int8 weight tensors of an ONNX file: at most 64 for a
     model whose integer products are exact on every x86-64 CPU (see `quantize_int8`)."""
-    import onnx
-    from onnx import numpy_helper
+    onnx = lazy.load("onnx")
+    numpy_helper = lazy.load("onnx.numpy_helper")
 
     widest = 0
     for init in onnx.load(str(path)).graph.initializer:
@@ -217,7 +217,8 @@ def quantize_int8(fp32: Path, transformer_dir: Path, max_tokens: int, folder: Pa
     its 16-bit pair sums where VNNI does not, so the same model gives other vectors on a
     CPU without VNNI; 7-bit weights keep every pair sum in range, and AVX2, AVX-512 and
     AVX-512 VNNI compute the same integers. Checked against torch."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    QuantType = lazy.load("onnxruntime.quantization").QuantType
+    quantize_dynamic = lazy.load("onnxruntime.quantization").quantize_dynamic
 
     _, hidden, ids, mask = _reference(transformer_dir, max_tokens, _PROBES)
     reference = mean_pool(hidden, mask)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from embeddings import files
 from embeddings.errors import BadInput, Unusable
+from embeddings.models import resolve_model
 from embeddings.onnx_convert import (
     TOKENIZER_FILE,
     export_fp32,
@@ -50,8 +51,6 @@ _LOCK = ".export.lock"
 def model_folder(name: str) -> Path:
     """The local sentence-transformers folder of `name` (bundled, a folder, or a hub name
     already in the hub cache; a hub name not cached yet is downloaded)."""
-    from embeddings.encoder import resolve_model
-
     target = resolve_model(name)
     if Path(target).is_dir():
         return Path(target)

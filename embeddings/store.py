@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings import files
+from embeddings import files, lazy
 from embeddings.chunking import Chunk, Sentence
 from embeddings.compressed import (  # noqa: F401  (store.ivfpq_shape etc.)
     COMPRESS_ABOVE,
@@ -79,7 +79,7 @@ class IndexUnusable(Unusable):
 
 class IndexSharded(IndexUnusable):
     """A sharded index (`qa index --ray`) handed to code that reads one plain generation;
-    the sharded view reads it (`qa.index_folder.open_index`)."""
+    the sharded view reads it (`qa.retrieval.folder.open_index`)."""
 
 
 class ShardedNotPlain(BadInput):
@@ -182,7 +182,7 @@ def vector_index(vectors: np.ndarray, dim: int,
 
     IVF-PQ is a plain faiss.IndexIVFPQ (no OPQ rotation in front); `write_index` keeps
     the exact vectors beside it (compressed.EXACT_FILE) for the loader's re-ranking."""
-    import faiss
+    faiss = lazy.load("faiss")
 
     n = len(vectors)
     if n <= approximate_above:
@@ -218,7 +218,7 @@ def write_index(index_dir: Path, data: IndexData, bm25: BM25,
     `approximate_above` vectors (`vector_index`; the manifest's "vector_index" says
     which).
     """
-    import faiss
+    faiss = lazy.load("faiss")
 
     name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     tmp = index_dir / f"{name}.tmp"
@@ -336,7 +336,7 @@ def load_index(index_dir: Path) -> tuple[IndexData, BM25, object]:
 
 
 def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25, object]:
-    import faiss
+    faiss = lazy.load("faiss")
 
     if gen is None:
         raise IndexUnusable(f"no index at {index_dir}; build it with: qa index --index {index_dir}")
@@ -350,7 +350,7 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
         if is_sharded(manifest):
             raise IndexSharded(
                 f"index at {index_dir} is sharded ({len(manifest['shards'])} shards, built "
-                f"with qa index --ray): read it with qa.index_folder.open_index, or make it "
+                f"with qa index --ray): read it with qa.retrieval.folder.open_index, or make it "
                 f"a single-machine index with: qa index --rebuild --index {index_dir}")
         documents = tuple(DocumentRecord.from_row(row)
                           for row in _read_jsonl(gen / "documents.jsonl"))

@@ -11,11 +11,11 @@ from __future__ import annotations
 __all__ = ["Answer", "Assistant", "Citation", "Passage", "QuestionError", "Settings"]
 
 _WHERE = {
-    "Answer": "qa.answer",
-    "Citation": "qa.answer",
+    "Answer": "qa.answering.answer",
+    "Citation": "qa.answering.answer",
     "Assistant": "qa.engine",
     "QuestionError": "qa.errors",
-    "Passage": "qa.retrieve",
+    "Passage": "qa.retrieval.retrieve",
     "Settings": "qa.settings",
 }
 

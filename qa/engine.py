@@ -18,15 +18,16 @@ from pathlib import Path
 from embeddings import store
 from embeddings.chunking import Sentence
 from embeddings.indexer import BuildReport, Survey, _mismatch, build_index, survey
-from qa import calibration
-from qa.answer import Answer, Choice, compose
-from qa.cluster.view import ShardedIndex
-from qa.conversation import contextualize
+from qa.answering import calibration
+from qa.answering.answer import Answer, Choice, compose
+from qa.answering.ranker import rank, score_candidates
 from qa.errors import QuestionError
-from qa.index import Index, SearchSettings
-from qa.index_folder import open_index
-from qa.query import Query, make_query
-from qa.ranker import rank, score_candidates
+from qa.retrieval.conversation import contextualize
+from qa.retrieval.folder import open_index
+from qa.retrieval.index import Index
+from qa.retrieval.query import Query, make_query
+from qa.retrieval.retrieve import SearchSettings
+from qa.retrieval.sharded.view import ShardedIndex
 from qa.settings import Settings, check_top_k
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class Assistant:
     def __init__(self, settings: Settings, model, index: Index | ShardedIndex, reader=None) -> None:
         self.settings = settings
         self.model = model
-        self.reader = reader  # a qa.reading.ReadingStage, or None: the ranker decides
+        self.reader = reader  # a qa.answering.reading.ReadingStage, or None: the ranker decides
         self._index = index
         self._reload_lock = threading.Lock()
         self.search_settings = SearchSettings(
@@ -145,7 +146,7 @@ class Assistant:
                 f"index at {settings.index_dir} was built with model "
                 f"{loaded.manifest.get('model')!r}, not {settings.model!r}; "
                 f"{store.rebuild_hint(settings.index_dir)}")
-        from qa.reading import load_stage
+        from qa.answering.reading import load_stage
 
         return cls(settings, model, loaded, load_stage(settings))
 
@@ -185,7 +186,7 @@ class Assistant:
 
     def candidates(self, question: str) -> list[tuple[Sentence, tuple[float, ...]]]:
         """Every candidate sentence for a question with its feature values
-        (`qa.features.FEATURES`), best first: the input for refitting the calibration
+        (`qa.answering.features.FEATURES`), best first: the input for refitting the calibration
         (which works even when the calibration file is of older features: the order then
         comes from the default weights)."""
         index = self._index
@@ -204,7 +205,7 @@ class Assistant:
         """Answer `question` (optionally in the context of earlier turns).
 
         abstain=False returns the best candidate whatever its confidence (for
-        evaluation: apply `qa.answer.apply_threshold` to get what `ask` returns).
+        evaluation: apply `qa.answering.answer.apply_threshold` to get what `ask` returns).
         Raises QuestionError for an empty, non-text or over-long question, SettingError
         for a bad top_k. Answer.timings_ms holds milliseconds per stage.
         """

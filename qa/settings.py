@@ -16,9 +16,10 @@ from pathlib import Path
 
 from embeddings import store
 from embeddings.documents import UPLOADS_PREFIX
-from embeddings.encoder import BACKENDS, DEFAULT_MODEL
+from embeddings.encoder import BACKENDS
 from embeddings.files import qa_home
 from embeddings.indexer import BATCH_SIZE, IndexConfig
+from embeddings.models import DEFAULT_MODEL
 from qa.errors import SettingError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SEEDS = ROOT / "seeds"
+from support import CHROMIUM, CHROMIUM_ARGS, ROOT, SEEDS, write_corpus  # noqa: F401
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,25 +57,7 @@ def seeds_assistant(model, seeds_copy, tmp_path_factory, settings):
     return Assistant.load(settings=settings.replace(corpus=seeds_copy, index=index))
 
 
-def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
-    """Create a corpus folder from {relative path: text or bytes}."""
-    for name, content in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-    return folder
-
-
 # --- the browser tests' Chromium (tests/test_ui_browser.py, test_ui_documents_browser.py) ---
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
 
 @pytest.fixture(scope="module")
 def browser():

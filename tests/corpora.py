@@ -16,8 +16,8 @@ from embeddings import records, store
 from embeddings.chunking import Chunk, chunk_sentences, sentences_of, token_counter
 from embeddings.documents import Document
 from embeddings.lexical import BM25, tokenize
-from qa.index import Index
-from qa.query import Query, make_query
+from qa.retrieval.index import Index
+from qa.retrieval.query import Query, make_query
 
 DIM = 64
 

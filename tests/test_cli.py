@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from conftest import write_corpus
+from support import write_corpus
 
 
 def qa(*args, env=None, timeout=180):

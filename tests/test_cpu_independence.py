@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SEEDS
+from support import ROOT, SEEDS
 from tests.cpu_probe import QUESTIONS
 
-PROBE = Path(__file__).with_name("cpu_probe.py")
+PROBE = ROOT / "tests" / "cpu_probe.py"
 ARTICLE = "001_340206877254da52.txt"
 
 

@@ -13,13 +13,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from embeddings import store
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, write_corpus
 
 FAKE_BUILD = textwrap.dedent("""
     import hashlib, sys
@@ -37,11 +35,6 @@ FAKE_BUILD = textwrap.dedent("""
     print(report.summary())
 """)
 
-def write_corpus(folder: Path, files: dict[str, str]) -> Path:
-    for name, content in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(content, encoding="utf-8")
-    return folder
 
 
 V1 = {"a.txt": "Alpha reports rain. Alpha expects sun.", "b.txt": "Beta saw snow on Monday."}

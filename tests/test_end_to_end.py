@@ -6,10 +6,10 @@ test_answer.py on hand-made indexes."""
 from __future__ import annotations
 
 import pytest
-from conftest import SEEDS
 
-from qa.answer import ABSTAIN_TEXT, apply_threshold
-from qa.evaluate import contains_answer
+from qa.answering.answer import ABSTAIN_TEXT, apply_threshold
+from qa.evaluation.run import contains_answer
+from support import SEEDS
 
 # (question, acceptable answer strings, acceptable sources)
 ANSWERABLE = [
@@ -71,7 +71,7 @@ def test_abstains_when_the_documents_do_not_answer(seeds_assistant, question):
 
 
 def test_citation_invariant_on_many_questions(seeds_assistant):
-    from qa.evaluate import load_questions
+    from qa.evaluation.run import load_questions
 
     questions = load_questions(SEEDS.parent / "benchmarks" / "questions" / "seeds.jsonl")
     assert len(questions) >= 60
@@ -120,7 +120,7 @@ def test_two_sentence_quotes_come_from_one_chunk(seeds_assistant):
 
 
 def test_negated_question_flags_sentences_without_negation(seeds_assistant):
-    from qa.features import FEATURES
+    from qa.answering.features import FEATURES
 
     k = FEATURES.index("negation")
     plain = seeds_assistant.candidates("What did Blinken say about Taiwan?")

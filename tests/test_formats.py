@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 import httpx
-import made_files as made
 import pytest
 
+import made_files as made
 from qa.api import create_app, serve_in_thread
-from qa.evaluate import load_questions, run, summarize
+from qa.evaluation.run import load_questions, run, summarize
 
 HARBOUR = "\n".join(made.PAGE1)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa.answer import Answer
+from qa.answering.answer import Answer
 from qa.engine import QuestionError
 
 QUESTIONS = st.one_of(

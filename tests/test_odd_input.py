@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from embeddings.chunking import split_sentences
-
-
-def write_corpus(folder: Path, files: dict[str, str]) -> Path:
-    for name, content in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(content, encoding="utf-8")
-    return folder
-
+from support import write_corpus
 
 ODD = {
     "crlf.txt": "Harbour report\r\n\r\nThe ferry to Kinmen resumed service on Friday.\r\n"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT
+
 spec = importlib.util.spec_from_file_location("readme_examples",
                                               ROOT / "benchmarks" / "readme_examples.py")
 examples = importlib.util.module_from_spec(spec)

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from embeddings.documents import UPLOADS_PREFIX
-from qa.answer import flowed
+from qa.answering.answer import flowed
 
 if TYPE_CHECKING:  # pragma: no cover
     from embeddings.store import DocumentRecord
-    from qa.answer import Answer, Citation
-    from qa.index import Index
-    from qa.retrieve import Passage
+    from qa.answering.answer import Answer, Citation
+    from qa.retrieval.index import Index
+    from qa.retrieval.retrieve import Passage
 
 NOT_ANSWERED = "The documents don't answer this question."
 CONTEXT_CHARS = 320  # passage text shown on each side of a quote, at most

@@ -2,7 +2,7 @@
 functions under the OpenAI-compatible API (qa/api/openai_routes.py).
 
 - `conversation_of`: the last user message is the question; the user and assistant
-  messages before it are the conversation (`qa.conversation` completes a follow-up from
+  messages before it are the conversation (`qa.retrieval.conversation` completes a follow-up from
   them); system and developer messages are read past.
 - `task_of` / `task_reply`: chat front-ends ask the model for housekeeping too: Open
   WebUI sends "### Task: Generate a concise, 3-5 word title ..." with the conversation in
@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from qa.answer import Answer, flowed
-from qa.conversation import names_in
+from qa.answering.answer import Answer, flowed
+from qa.retrieval.conversation import names_in
 
 TEXT_PARTS = ("text", "input_text")  # content parts whose text is read (chat, responses)
 

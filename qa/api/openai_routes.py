@@ -58,8 +58,8 @@ def model_id(assistant: Assistant) -> str:
     """The model's name: the product and its reader's version, a digest of the files that
     make its answers (the reader's reader.json, which holds its training and probe figures,
     and its stack.json); "cited-qa-ranker" when no reader is used (QA_READER=off)."""
-    from qa.reader import META_FILE
-    from qa.reading import STACK_FILE
+    from qa.answering.reading import STACK_FILE
+    from qa.reader.runtime import META_FILE
 
     stage = assistant.reader
     folder = getattr(getattr(stage, "reader", None), "folder", None)

@@ -8,14 +8,10 @@
 
 Modules (docs/cluster.md):
 
-- `lexicon`: BM25 with corpus-wide statistics, so a shard scores its chunks exactly as
-  one index over the whole corpus would (no Ray).
-- `shards`: the sharded index folder (a top manifest naming N shards, each a complete
-  index folder of today's format), how sources are split, and its atomic switch (no Ray).
-- `reader`: `ShardReader`, one shard in memory answering `rank` / `rows` / `quote`
-  calls in global ids (no Ray).
-- `view`: `ShardedIndex`, what `qa.index.Index` offers the answerer, over shard
-  clients (a `ShardReader` in this process, or a Ray Serve handle) (no Ray).
+The sharded index folder itself and its reading (`layout`, `lexicon`, `shard`, `view`)
+need no Ray and live in `qa.retrieval.sharded`, below the engine; this package is what
+runs on Ray:
+
 - `assistant`: `ShardedAssistant`, the answerer of `qa serve --ray` (no Ray).
 - `stages`: the Ray Data stages as plain functions and the embedding actor class (no Ray).
 - `build`: `build_on_ray`, the driver: the Ray Data pipeline over `stages`, the shard
@@ -24,8 +20,8 @@ Modules (docs/cluster.md):
   questions, each worker loading every shard).
 - `serve`: `serve_on_ray`, the Ray Serve application.
 
-Plain `qa ask`, `qa eval` and `qa serve` read a sharded index without Ray: `view` over
-in-process readers (qa.index_folder.open_index).
+Plain `qa ask`, `qa eval` and `qa serve` read a sharded index without Ray:
+`qa.retrieval.sharded.view` over in-process readers (qa.retrieval.folder.open_index).
 
 Nothing here imports Ray at module level except `serve` (`build` and `answering` at
 call time), and the CLI imports those only for `--ray`; `connect` says how to install the
@@ -36,6 +32,7 @@ from __future__ import annotations
 
 import os
 
+from embeddings import lazy
 from qa.errors import Unusable
 
 INSTALL_HINT = "install the cluster extra: pip install -e '.[ray]'"
@@ -52,7 +49,7 @@ class ClusterUnreachable(Unusable):
 def require_ray():
     """The `ray` module, or RayMissing naming the install command."""
     try:
-        import ray
+        ray = lazy.load("ray")
     except ImportError:
         raise RayMissing(f"Ray is not installed; {INSTALL_HINT}") from None
     return ray

@@ -9,8 +9,8 @@ Both first build the index on the cluster when it doesn't reflect the corpus (as
 - `ask_on_ray`: one Ray task loads the encoder, the reader and the index and answers.
 - `eval_on_ray`: Ray Data over the questions; an actor pool of `workers` actors (one CPU
   each), each of which loads the encoder, the reader and every shard of the index in its
-  own process (`qa.index_folder.open_index`: no Ray Serve needed) and judges its batches
-  with `qa.evaluate.judge`. Each worker holds the whole index in memory (its shards'
+  own process (`qa.retrieval.folder.open_index`: no Ray Serve needed) and judges its batches
+  with `qa.evaluation.run.judge`. Each worker holds the whole index in memory (its shards'
   vectors, BM25 and tables, about the size of the index folder) plus the models; the
   run's `metrics.json` says how much each worker's process held at most.
 
@@ -27,8 +27,9 @@ import sys
 import time
 from dataclasses import asdict
 
+from embeddings import lazy
 from qa.cluster import connect
-from qa.evaluate import CorpusTexts, Question, judge
+from qa.evaluation.run import CorpusTexts, Question, judge
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class QuestionWorker:
         self.threshold = self.assistant.threshold()
 
     def __call__(self, batch: dict) -> dict:
-        from qa.answer import apply_threshold
+        from qa.answering.answer import apply_threshold
 
         rows = []
         for payload in batch["question"]:
@@ -99,7 +100,8 @@ def eval_on_ray(settings, questions: list[Question], *, address: str | None = No
     abstention threshold, what the run was: workers, seconds, questions per second,
     the most memory a worker held)."""
     ray = connect(address)
-    from ray.data import ActorPoolStrategy, DataContext
+    ActorPoolStrategy = lazy.load("ray.data").ActorPoolStrategy
+    DataContext = lazy.load("ray.data").DataContext
 
     DataContext.get_current().enable_progress_bars = bool(progress)
     ensure_built(settings)

@@ -14,7 +14,7 @@ holds the index lock; everything heavy runs on the cluster:
    the new generation's folder, one set per batch and shard.
 3. One Ray task per shard counts its chunks' BM25 statistics; the driver sums them (the
    corpus-wide lexicon); one Ray task per shard then writes the shard as a complete index
-   folder (qa.cluster.shards.write_shard), from its staged documents and the unchanged
+   folder (qa.retrieval.sharded.layout.write_shard), from its staged documents and the unchanged
    documents of the previous generation.
 4. The driver writes the top manifest and switches `current`, as store.write_index does:
    a build that dies at any point leaves the last good index live.
@@ -35,15 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings import indexer, store
+from embeddings import indexer, lazy, store
 from embeddings.documents import SUFFIXES, list_files
 from embeddings.errors import BadInput
 from embeddings.indexer import BuildReport, IndexConfig
 from embeddings.onnx_export import EXPORT_FORMAT
 from qa.cluster import connect, stages
-from qa.cluster import shards as layout
-from qa.cluster.lexicon import Lexicon, chunk_tokens
 from qa.cluster.stages import DOCS_PER_BATCH, PAUSE_ENV, parse_doc  # noqa: F401 (PAUSE_ENV)
+from qa.retrieval.sharded import layout
+from qa.retrieval.sharded.lexicon import Lexicon, chunk_tokens
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def build_on_ray(settings, *, address: str | None = None, shards: int | None = N
     another build holds the lock."""
     began = time.perf_counter()
     ray = connect(address)
-    from ray.data import DataContext
+    DataContext = lazy.load("ray.data").DataContext
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = bool(progress)

@@ -6,7 +6,7 @@ Deployments of the application "cited-qa":
 
 - `shard-000`, `shard-001`, ...: one per shard of the live generation (pinned: a replica
   that restarts loads the same generation), each holding that shard's FAISS index,
-  BM25, chunks, sentences and vectors (`qa.cluster.reader.ShardReader`) and answering
+  BM25, chunks, sentences and vectors (`qa.retrieval.sharded.shard.ShardReader`) and answering
   rank / rows / sentence_rows / quote calls. A plain, single-machine index is one shard.
 - `answerer`: `replicas` replicas behind Ray Serve's HTTP proxy, each with the encoder,
   the reader and a `ShardedIndex` over handles to the shard deployments, serving the
@@ -47,10 +47,10 @@ class HandleClient:
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0},
                   health_check_period_s=2)
 class Shard:
-    """One shard in memory (qa.cluster.reader.ShardReader), answering the view's calls."""
+    """One shard in memory (qa.retrieval.sharded.shard.ShardReader), answering the view's calls."""
 
     def __init__(self, generation: str, number: int) -> None:
-        from qa.cluster.reader import ShardReader
+        from qa.retrieval.sharded.shard import ShardReader
 
         self.reader = ShardReader.open(Path(generation), number)
 
@@ -81,9 +81,9 @@ class Answerer:
     from a ShardedIndex over the shard deployments."""
 
     async def __init__(self, settings, generation: str, *shards) -> None:
+        from qa.answering.reading import load_stage
         from qa.cluster.assistant import ShardedAssistant
         from qa.engine import load_encoder_for
-        from qa.reading import load_stage
 
         clients = [HandleClient(h) for h in shards]
         infos = [await c.submit("info") for c in clients]
@@ -109,7 +109,7 @@ def application(generation: Path, settings, replicas: int, n_shards: int):
 
 def _view(clients, infos, lexicon, generation: Path):
     from embeddings import store
-    from qa.cluster.view import ShardedIndex, _whole_manifest
+    from qa.retrieval.sharded.view import ShardedIndex, _whole_manifest
 
     top = store.generation_manifest(generation)
     manifest = top if top is not None else _whole_manifest(infos, lexicon)
@@ -124,7 +124,7 @@ def deploy(settings, *, address: str | None = None, host: str = "127.0.0.1",
     connect(address)
     from embeddings import store
     from embeddings.indexer import staleness
-    from qa.cluster import shards as layout
+    from qa.retrieval.sharded import layout
 
     if build:
         stale = staleness(settings.corpus, settings.index_dir, settings.index_config(),

@@ -1,0 +1,94 @@
+"""qa/answering/reading.py: which windows are read, how readings are stacked and chosen, on a
+hand-made index with a stand-in reader (the real one is tested in test_reader.py and end
+to end)."""
+
+from __future__ import annotations
+
+import pytest
+
+from corpora import query_of, tiny_index
+from qa.answering.calibration import default
+from qa.answering.ranker import score_candidates
+from qa.answering.reading import ReadingStage, Stack, read, windows_for
+from qa.reader.runtime import ReaderUnusable, SentenceReading, WindowReading
+from qa.retrieval.retrieve import SearchSettings
+
+TEXTS = {"bridge.txt": "The Lyon bridge opened on Monday. It cost 38 million euros. "
+                       "Traffic is expected to ease. The mayor was pleased.",
+         "weather.txt": "Paris had mild weather all week. Rain is forecast."}
+
+
+class FakeReader:
+    """Scores sentences holding `word` high and marks the word as the phrase."""
+
+    def __init__(self, word: str) -> None:
+        self.word, self.calls = word, []
+
+    def read(self, question, windows):
+        self.calls.append([list(w) for w in windows])
+        out = []
+        for w in windows:
+            sents = []
+            for text in w:
+                at = text.find(self.word)
+                hit = at >= 0
+                sents.append(SentenceReading(3.0 if hit else -1.0, 2.0 if hit else -2.0,
+                                             (at, at + len(self.word)) if hit else None,
+                                             1.0))
+            out.append(WindowReading(1.0, tuple(sents)))
+        return out
+
+
+@pytest.fixture(scope="module")
+def index():
+    return tiny_index(TEXTS, chunk_tokens=200, overlap=0)
+
+
+def test_windows_take_neighbours_and_merge_runs_of_one_document(index):
+    b = [i for i, s in enumerate(index.sentences) if s.source == "bridge.txt"]
+    w = [i for i, s in enumerate(index.sentences) if s.source == "weather.txt"]
+    q = query_of(index, "How much did the bridge cost?")
+    passages = index.search(q, SearchSettings(candidates=10))
+    by_sentence = {c.sentence: c for c in score_candidates(q, index, passages,
+                                                           default(), 10)}
+
+    def of(*rows):
+        return [by_sentence[i] for i in rows]
+
+    assert by_sentence[b[1]].window == (b[0], b[2])  # the sentence with its neighbours
+    assert windows_for(index, of(b[0])) == [[b[0], b[1]]]
+    assert windows_for(index, of(b[0], b[3])) == [b]  # [0,1] and [2,3] touch: one window
+    assert windows_for(index, of(b[1], w[0])) == [b[:3], w]
+
+
+def test_readings_carry_reader_scores_ranker_logits_and_file_offsets(index):
+    q = query_of(index, "How much did the bridge cost?")
+    passages = index.search(q, SearchSettings(candidates=10))
+    cands = score_candidates(q, index, passages, default(), 6)
+    fake = FakeReader("38 million euros")
+    readings = read(fake, q, index, cands, 2)
+    assert len(fake.calls) == 1
+    hit = [r for r in readings if r.phrase is not None]
+    assert len(hit) == 1
+    start, end = hit[0].phrase
+    assert TEXTS["bridge.txt"][start:end] == "38 million euros" and hit[0].reader == 2.0
+    z = {c.sentence: c.z for c in cands}
+    assert all(r.ranker == z[r.sentence] for r in readings if r.candidate)
+
+
+def test_the_stage_picks_the_stacked_best_and_calibrates_it(index):
+    q = query_of(index, "How much did the bridge cost?")
+    passages = index.search(q, SearchSettings(candidates=10))
+    cands = score_candidates(q, index, passages, default(), 6)
+    stage = ReadingStage(FakeReader("38 million euros"), Stack(threshold=0.4), 3)
+    choice = stage.choose(q, index, passages, cands, 0.5)
+    assert index.sentences[choice.sentence].text == "It cost 38 million euros."
+    assert choice.confidence == pytest.approx(1 / (1 + 2.718281828 ** -2.0), rel=1e-6)
+    assert stage.threshold == 0.4 and choice.phrase is not None
+
+
+def test_stack_files_of_other_features_are_refused():
+    good = Stack().to_json()
+    assert Stack.from_json(good, "x") == Stack()
+    with pytest.raises(ReaderUnusable, match="refit"):
+        Stack.from_json({**good, "features": ["reader"]}, "x")
