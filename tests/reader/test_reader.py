@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from qa.reader.runtime import runtime as R
+from qa.reader import runtime as R
 
 
 @pytest.fixture(scope="module")
