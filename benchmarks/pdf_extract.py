@@ -8,7 +8,7 @@ Quality, on files whose text is known (tests/made_files.py writes them):
   the article's word sequence the extracted text keeps in order (difflib ratio over
   words, 1.0 = all, in order; CJK characters aside, the test font has none) and how many
   sentences of the .txt index come out whole (the 4 with CJK characters cannot);
-- the harbour report (tests/test_pdf.py): running header and page numbers left out,
+- the harbour report (tests/embeddings/test_pdf.py): running header and page numbers left out,
   the two columns (drawn line by line across the page) read one after the other, the
   table's rows kept, the paragraph running on across the page break kept whole.
 Speed: pages a second of each extractor over the seeds and bbc-news PDFs, and the time

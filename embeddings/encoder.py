@@ -233,7 +233,7 @@ class TorchEncoder(Encoder):
         SentenceTransformer = lazy.load("sentence_transformers").SentenceTransformer
         hf_logging = lazy.load("transformers.utils.logging")
 
-        hf_logging.disableprogress_bar()
+        hf_logging.disable_progress_bar()
         try:
             self.model = SentenceTransformer(self.source, device="cpu")
         except Exception as exc:  # noqa: BLE001 - surface any loading problem as one message

@@ -1,4 +1,10 @@
-"""Lexical side of the index: one tokenizer for everything, and BM25 over chunks (bm25s)."""
+"""Lexical side of the index: one tokenizer for everything, and BM25 over chunks (bm25s).
+
+Source: BM25 and its IDF, S. Robertson and H. Zaragoza, "The Probabilistic Relevance
+Framework: BM25 and Beyond", Foundations and Trends in IR 3(4), 2009; scored with the
+Lucene variant of the IDF, as bm25s computes it (X. H. Lù, "BM25S: Orders of magnitude
+faster lexical search via eager sparse scoring", 2024; `lucene_idf` below).
+"""
 
 from __future__ import annotations
 
@@ -149,6 +155,6 @@ def lucene_idf(df: int, n_docs: int) -> float:
 
     The formula of bm25s's default method ("lucene"), which `BM25` scores with: bm25s
     computes it in `bm25s.scoring._score_idf_lucene`, a private function, so it is
-    written out here (tests/test_lexical.py checks the two agree).
+    written out here (tests/embeddings/test_lexical.py checks the two agree).
     """
     return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))

@@ -24,6 +24,24 @@ def _isolated_home(tmp_path_factory):
         os.environ["QA_HOME"] = old
 
 
+@pytest.fixture(autouse=True)
+def _quick_tests_load_no_model(request, monkeypatch):
+    """A test marked `quick` (pytest -m quick: the model-free unit tests) fails if it
+    loads the encoder or the reader's network."""
+    if request.node.get_closest_marker("quick") is None:
+        return
+    from embeddings import encoder
+    from qa.reader import runtime
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} is marked quick but loads a model: "
+                             "drop the mark or the model")
+
+    for cls in (encoder.TorchEncoder, encoder.ExactEncoder, encoder.OnnxEncoder,
+                runtime.Reader, runtime.ExactNet):
+        monkeypatch.setattr(cls, "__init__", refuse)
+
+
 @pytest.fixture(scope="session")
 def settings():
     from qa.settings import Settings
@@ -57,7 +75,7 @@ def seeds_assistant(model, seeds_copy, tmp_path_factory, settings):
     return Assistant.load(settings=settings.replace(corpus=seeds_copy, index=index))
 
 
-# --- the browser tests' Chromium (tests/test_ui_browser.py, test_ui_documents_browser.py) ---
+# --- the browser tests' Chromium (tests/ui/test_ui_browser.py, test_ui_documents_browser.py) ---
 
 @pytest.fixture(scope="module")
 def browser():

@@ -8,6 +8,8 @@ import pytest
 
 from qa.settings import DEFAULT_CORPUS, Settings, default_index_dir
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 def test_environment_then_overrides():
     s = Settings.load(env={"QA_TOP_K": "8", "QA_MODEL": "/m", "QA_EXCLUDE": "a.txt, b/c.md"})

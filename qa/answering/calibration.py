@@ -11,6 +11,8 @@ Two logistic models (numpy, L2-regularised, each question set weighing the same)
 The abstention threshold is the one that maximises overall accuracy (answerable
 questions answered right + unanswerable ones abstained on), averaged over the sets and
 over thresholds within ±0.03, so it sits on a plateau rather than at the edge of a drop.
+Source: ours, no paper (`plateau_threshold`); the logistic models are plain L2-regularised
+logistic regression fitted by gradient descent.
 `benchmarks/calibrate.py` collects the examples and calls `fit_and_choose` / `save`.
 """
 
@@ -27,7 +29,7 @@ from embeddings.exact import dot, exact_sigmoid
 from qa.answering.features import DEFAULT_BIAS, DEFAULT_WEIGHTS, FEATURES
 from qa.errors import Unusable
 
-CALIBRATION_FILE = Path(__file__).parent / "data" / "calibration.json"
+CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "data" / "calibration.json"
 CONFIDENCE_FEATURES = (
     "score",  # the ranker's logit
     "margin",  # score minus the runner-up's, capped at MAX_MARGIN (one candidate: MAX_MARGIN)

@@ -1,7 +1,7 @@
 """Request and response models of the JSON API, and the table of its error responses.
 
 The OpenAPI document FastAPI derives from these models is a contract that outside tools
-check (tests/test_api_conformance.py runs schemathesis against it): every request the
+check (tests/api/test_api_conformance.py runs schemathesis against it): every request the
 schema admits must be answered 2xx, every request it rules out must be refused 4xx. So
 the schema states the limits the server enforces, e.g. the question's `pattern` (at
 least one character the engine keeps) and `maxLength` (the server's question limit).

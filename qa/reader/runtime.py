@@ -31,7 +31,7 @@ from embeddings.exact import tree_sum
 from embeddings.lexical import LINE_END_HYPHEN
 from embeddings.onnx_convert import open_session
 
-READER_DIR = Path(__file__).parent / "data" / "reader"
+READER_DIR = Path(__file__).resolve().parent.parent / "data" / "reader"
 MODEL_FILE = "model-int8.onnx"
 FP32_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"

@@ -10,6 +10,8 @@ from qa.answering.answer import ABSTAIN_TEXT, Choice, apply_threshold, balance_q
 from qa.answering.features import FEATURES, extent
 from qa.retrieval.retrieve import SearchSettings
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 NO_MISMATCH = tuple(0.0 for _ in FEATURES)
 MISMATCH = tuple(1.0 if f == "type_mismatch" else 0.0 for f in FEATURES)
 TEXTS = {

@@ -12,6 +12,8 @@ from qa.answering import calibration as C
 from qa.answering.features import FEATURES
 from qa.answering.ranker import Candidate
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 def test_confidence_input_and_the_confidence_model():
     f = tuple(float(i) / 10 for i in range(len(FEATURES)))

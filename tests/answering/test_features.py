@@ -9,6 +9,8 @@ import pytest
 from qa.answering import features as F
 from qa.retrieval.query import make_terms
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 # "bridge" idf 1, "cost" idf 3 (unknown words get the largest: log(1 + 10.5/0.5))
 def idf(table):

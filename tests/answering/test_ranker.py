@@ -11,6 +11,8 @@ from qa.answering.features import FEATURES
 from qa.answering.ranker import passage_sentences, score_candidates
 from qa.retrieval.retrieve import SearchSettings
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 TEXTS = {"bridge.txt": "The new bridge opened in Lyon on Monday. It cost 38 million euros. "
                        "Traffic is expected to ease.",
          "weather.txt": "Paris had mild weather all week. Rain is forecast for Sunday."}

@@ -13,6 +13,8 @@ from qa.answering.reading import ReadingStage, Stack, read, windows_for
 from qa.reader.runtime import ReaderUnusable, SentenceReading, WindowReading
 from qa.retrieval.retrieve import SearchSettings
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 TEXTS = {"bridge.txt": "The Lyon bridge opened on Monday. It cost 38 million euros. "
                        "Traffic is expected to ease. The mayor was pleased.",
          "weather.txt": "Paris had mild weather all week. Rain is forecast."}

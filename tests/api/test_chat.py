@@ -23,6 +23,8 @@ from qa.api.chat import (
 )
 from qa.retrieval.retrieve import Passage
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 # Open WebUI's default task prompts (backend/open_webui/config.py), with the chat history
 # filled in as its task templates do ("USER: ..." / "ASSISTANT: ..." lines).
 HISTORY = ("USER: Who declined to meet Lloyd Austin?\n"

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+import pytest
 
 from embeddings import records, store
+
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
 
 
 def test_ivfpq_shape_at_ten_million_and_beyond():

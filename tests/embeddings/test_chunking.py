@@ -7,6 +7,8 @@ import pytest
 from embeddings.chunking import chunk_sentences, sentences_of, split_sentences, token_counter
 from embeddings.documents import Document
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 def _doc(text: str) -> Document:
     return Document("d.txt", text, "t", None, ((0, len(text)),), "0")

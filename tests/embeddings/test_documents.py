@@ -17,6 +17,8 @@ from embeddings.documents import (
 from embeddings.errors import BadInput
 from support import SEEDS, write_corpus
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 BOILERPLATE = [
     "ADVERTISEMENT", "58 views0 comments", "top of page", "bottom of page", "Sign in to comment",
     "Read Also |", "Latest articles", "More like this", "WhatsApp Unveils",

@@ -1,6 +1,6 @@
 """embeddings/encoder.py: the backends (exact, ONNX fp32 and int8 against torch), the Encoder's
 surface, token offsets, late-chunking pooling, and load_encoder's cache. The export cache
-itself is tests/test_onnx_export.py's."""
+itself is tests/embeddings/test_onnx_export.py's."""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ import pytest
 from embeddings import exact
 from embeddings import exact_kernels as k
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 def test_tree_sum_is_a_fixed_tree_unchanged_by_zero_padding():
     rng = np.random.default_rng(0)

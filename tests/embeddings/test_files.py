@@ -15,6 +15,8 @@ import pytest
 from embeddings import files
 from embeddings.errors import Busy
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 def test_qa_home_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("QA_HOME", str(tmp_path / "home"))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from embeddings.lexical import BM25, lucene_idf, tokenize
+
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
 
 
 def test_tokenize_stems_drops_stopwords_and_possessives():

@@ -9,6 +9,8 @@ import made_files as made
 from embeddings import pdf
 from embeddings.pdf import Block, Line
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 @pytest.fixture(scope="module")
 def report() -> pdf.PdfText:

@@ -17,6 +17,8 @@ from embeddings.documents import Document
 from embeddings.errors import Busy, Unusable
 from embeddings.lexical import BM25
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 def make_data(texts: dict[str, str], dim: int = 8, seed: int = 0) -> records.IndexData:
     rng = np.random.default_rng(seed)

@@ -7,6 +7,8 @@ import pytest
 import made_files as made
 from embeddings import word
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 @pytest.fixture(scope="module")
 def minutes() -> word.WordText:

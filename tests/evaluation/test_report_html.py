@@ -1,6 +1,6 @@
 """qa/evaluation/report_html.py: report.html, one self-contained page with every miss, searchable.
 Rendered from hand-made judged rows; the search is tried in a real headless Chromium
-(marked `browser`, skipped without Debian's chromium, as tests/test_ui_browser.py)."""
+(marked `browser`, skipped without Debian's chromium, as tests/ui/test_ui_browser.py)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ import pytest
 
 from qa.retrieval.conversation import contextualize, is_elliptic, points_back
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 TAIWAN = [{"question": "What did Blinken say about Taiwan?", "answer": "…"}]
 NORTH_KOREA = [{"question": "What did Blinken say about North Korea?", "answer": "…"}]
 

@@ -9,6 +9,8 @@ from corpora import query_of, tiny_index
 from qa.retrieval.fusion import best_fused
 from qa.retrieval.retrieve import SearchSettings
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 TEXTS = {
     "bridge.txt": "The new bridge opened in Lyon on Monday. It cost 38 million euros. "
                   "Traffic is expected to ease.",

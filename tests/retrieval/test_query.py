@@ -9,6 +9,8 @@ import pytest
 
 from qa.retrieval.query import make_query, make_terms, question_type, unknown_idf
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 @pytest.mark.parametrize("question, kind", [
     ("How much did the bridge cost?", "number"),

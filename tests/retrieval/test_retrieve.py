@@ -9,6 +9,8 @@ import pytest
 from qa.retrieval.fusion import best_fused, rrf
 from qa.retrieval.retrieve import collapse, top_n
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 
 def test_rrf_exact_values():
     fused = rrf([[1, 2, 3], [3, 1]], k=60)

@@ -12,6 +12,8 @@ import pytest
 from qa.training.data import Record, build_examples, pool_examples, read_pool
 from qa.training.perturb import ANTONYMS, Names, names, perturb
 
+pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
+
 PARA = ("The Hydra ferry was built by Aegean Lines in 1998. It leaves Piraeus at nine every "
         "morning. Captain Nikos Pappas has steered it for twenty years. The crossing takes "
         "two hours in calm weather.")

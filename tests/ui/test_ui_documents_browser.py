@@ -1,5 +1,5 @@
 """The chat page's documents panel and login in a real headless Chromium (as
-tests/test_ui_browser.py, whose helpers this uses) against live servers:
+tests/ui/test_ui_browser.py, whose helpers this uses) against live servers:
 upload a file, ask about it and see its citation; a refused file says why; remove it and
 the same question abstains. With a key, the page asks for it through its login form.
 Screenshots go to out/screenshots/."""

@@ -7,7 +7,7 @@ where idf and avgdl are corpus statistics: so each shard counts its document fre
 and token totals (`Lexicon.of`), the counts are summed (`Lexicon.merge`), and each shard's
 matrix is computed from the merged statistics (`shard_bm25`) with bm25s's own scoring
 function. A query's score of a chunk is then the same float32 sum in the same order as in
-the single index (tests/test_cluster_sharded.py checks bit equality).
+the single index (tests/cluster/test_cluster_sharded.py checks bit equality).
 """
 
 from __future__ import annotations

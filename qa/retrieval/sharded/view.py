@@ -19,14 +19,14 @@ the answer stage then reads them from a bounded cache (a miss is fetched again, 
 cleared cache costs a call, never a wrong answer). Global ids are shard offset + local id,
 the same numbers as in one index over the corpus, and BM25 scores use corpus-wide
 statistics (qa.retrieval.sharded.lexicon), so the passages, their scores and the answer are the
-single index's (tests/test_cluster_sharded.py compares them on every seeds question).
+single index's (tests/cluster/test_cluster_sharded.py compares them on every seeds question).
 
 Ties: equal scores come out lower id first everywhere. `qa.retrieval.index.Index.dense_rank` (each
 shard's cosine ranking, and the single index's) and `qa.retrieval.retrieve.top_n` (BM25) break ties
 by the lower chunk number, and a shard's ids are a contiguous run of the global ones, so
 the best k of the shards' lists (`qa.retrieval.retrieve.merge_ranked`) are the single index's top k,
 in its order, at any size. (FAISS's own order of equal similarities is its heap's, which
-no merge could reproduce: tests/test_cluster_sharded.py has twelve tied chunks.)
+no merge could reproduce: tests/cluster/test_cluster_sharded.py has twelve tied chunks.)
 """
 
 from __future__ import annotations
