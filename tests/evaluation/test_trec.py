@@ -207,3 +207,16 @@ def test_qa_eval_help_describes_run_file():
     text = " ".join(qa("eval", "--help").stdout.split())
     assert "--run-file PATH" in text and "TREC run file" in text and "qrels" in text
     assert "--qrels-file PATH" in text
+
+
+@pytest.mark.quick
+def test_qrels_file_needs_run_file(tmp_path):
+    import argparse
+
+    from qa.evaluation.command import run_cli
+
+    args = argparse.Namespace(questions=str(tmp_path / "none.jsonl"), corpus=None, index=None,
+                              out=str(tmp_path / "out"), fail_under=[], limit=None,
+                              run_file=None, qrels_file=str(tmp_path / "gold"))
+    with pytest.raises(ValueError, match="--qrels-file needs --run-file"):
+        run_cli(args, settings=None)
