@@ -139,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when a metric is below VALUE (or above, for metrics where "
                         "lower is better); repeatable, e.g. accuracy=0.9")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    p.add_argument("--run-file", metavar="PATH",
+                   help="also write the retrieval as a TREC run file (qid Q0 docid rank "
+                        "score tag; qid the question's id, docid the source file, each "
+                        "file once at its best passage) and the gold sources as qrels "
+                        "beside it (PATH.qrels), to score with trec_eval, ir_measures or "
+                        "ranx; docs/usage.md")
+    p.add_argument("--qrels-file", metavar="PATH",
+                   help="with --run-file: where the qrels go (default: PATH.qrels)")
     _ray_options(p, "answer the questions on a Ray cluster (Ray Data; each worker loads "
                     "every shard); the same outputs, with questions/s; docs/cluster.md")
     p.add_argument("--workers", type=int, metavar="N",

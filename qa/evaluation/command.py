@@ -1,7 +1,9 @@
 """`qa eval`: read a question set (JSON lines or SQuAD), judge every question (in this
 process, or on a Ray cluster: qa.cluster.answering), and write results.jsonl,
 metrics.json (with where and how fast the questions were answered), report.md, the plot
-and report.html. The judging and the figures are qa.evaluation.run's.
+and report.html, and with --run-file the retrieval as a TREC run and its qrels
+(qa.evaluation.trec). The judging is qa.evaluation.run's, the figures
+qa.evaluation.measures'.
 """
 
 from __future__ import annotations
@@ -67,12 +69,23 @@ def run_local(settings, questions: list[Question]):
     return rows(), assistant.threshold(), run_info
 
 
+def check_one_row_each(rows: list[dict], questions: list[Question]) -> None:
+    """Raise RuntimeError unless the rows are one per question, in the questions' order."""
+    got, wanted = [r["id"] for r in rows], [q.id for q in questions]
+    if got != wanted:
+        raise RuntimeError(f"results.jsonl: {len(got)} rows for {len(wanted)} questions, "
+                           "not one per question in order")
+
+
 def run_cli(args, settings, runner=run_local) -> int:
     """`qa eval`: run, write results.jsonl / metrics.json / report.md / coverage.png /
-    report.html. `runner(settings, questions)` judges the questions: `run_local`, or
-    the cluster's (qa.cluster.answering.eval_on_ray)."""
+    report.html, and with --run-file the TREC run and its qrels. `runner(settings,
+    questions)` judges the questions: `run_local`, or the cluster's
+    (qa.cluster.answering.eval_on_ray)."""
     from qa.evaluation.report_html import write_html
 
+    if getattr(args, "qrels_file", None) and not getattr(args, "run_file", None):
+        raise ValueError("--qrels-file needs --run-file")
     questions, settings = load_set(args, settings)
     if args.limit:
         questions = questions[: args.limit]
@@ -85,6 +98,7 @@ def run_cli(args, settings, runner=run_local) -> int:
         for row in judged:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             rows.append(row)
+    check_one_row_each(rows, questions)
     metrics = summarize(rows, threshold)
     metrics["run"] = run_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -94,6 +108,12 @@ def run_cli(args, settings, runner=run_local) -> int:
     write_html(rows, questions, metrics, out, title)
     print(summary_table(metrics))
     print(f"\nwrote {out}/results.jsonl, metrics.json, report.md, coverage.png, report.html")
+    if getattr(args, "run_file", None):
+        from qa.evaluation import trec
+
+        run_path, qrels_at = trec.write(rows, questions, args.run_file,
+                                        getattr(args, "qrels_file", None))
+        print(f"wrote the retrieval as a TREC run {run_path} and its qrels {qrels_at}")
     failed = failures(metrics, bounds)
     for line in failed:
         print(f"qa eval: FAIL {line}", file=sys.stderr)

@@ -9,13 +9,13 @@ An answer is correct when it is not an abstention, contains one of `answers`
 (case-insensitive, white space and quote style normalised) and cites one of `sources`
 (any file, when the question names none). Unanswerable questions are right when the
 assistant abstains. SQuAD-format files are read too (`qa.evaluation.squad_sets`), and every set is
-also scored with SQuAD's exact match and F1 (`qa.evaluation.squad`).
+also scored with SQuAD's exact match and F1 (`qa.evaluation.squad`). The summary's figures
+are the named measures of `qa.evaluation.measures`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.answering.answer import Answer, apply_threshold
-from qa.evaluation import machine, squad
+from qa.evaluation import machine, measures, squad
+from qa.evaluation.measures import coverage_curve
 
 # Metrics where lower is better (for --fail-under, the bound is a ceiling).
 LOWER_IS_BETTER = {"false_abstention", "latency_p50_ms", "latency_p95_ms"}
@@ -186,81 +187,16 @@ def run(assistant, questions: list[Question], progress: bool = False) -> Iterato
         yield judge(q, raw, final, texts)
 
 
-def _percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * pct / 100
-    lo, hi = math.floor(k), math.ceil(k)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 def summarize(rows: list[dict], threshold: float) -> dict:
-    """Metrics from judged rows (all fractions 0..1, latencies in milliseconds)."""
+    """Metrics from judged rows (all fractions 0..1, latencies in milliseconds): the named
+    measures of `qa.evaluation.measures`, in its table's order, with the threshold and the
+    machine between the figures and the latencies."""
     J = [r["judgement"] for r in rows]
-    ans = [j for j in J if j["answerable"]]
-    una = [j for j in J if not j["answerable"]]
-
-    def frac(items, pred) -> float | None:
-        return round(sum(1 for j in items if pred(j)) / len(items), 4) if items else None
-
-    def mean(items, key) -> float | None:
-        return round(sum(j[key] for j in items) / len(items), 4) if items else None
-
-    def hit(k):
-        return frac(ans, lambda j: j["first_hit_rank"] is not None and j["first_hit_rank"] <= k)
-
-    answered_ans = [j for j in ans if not j["abstained"]]
-    metrics = {
-        "questions": len(J),
-        "answerable": len(ans),
-        "unanswerable": len(una),
-        "accuracy": frac(J, lambda j: j["correct"]),
-        "accuracy_at_1": frac(ans, lambda j: j["correct"]),
-        "hit_at_1": hit(1),
-        "hit_at_5": hit(5),
-        "hit_at_10": hit(10),
-        "mrr": round(sum(1 / j["first_hit_rank"] for j in ans if j["first_hit_rank"])
-                     / len(ans), 4) if ans else None,
-        "abstain_unanswerable": frac(una, lambda j: j["abstained"]),
-        "false_abstention": frac(ans, lambda j: j["abstained"]),
-        "precision_when_answered": frac(answered_ans, lambda j: j["correct"]),
-        "citations_verbatim": frac([j for j in J if j["n_citations"]],
-                                   lambda j: j["citations_verbatim"]),
-        "cited_source_ok": frac(answered_ans, lambda j: j["cited_source_ok"]),
-        "token_f1": round(sum(j["token_f1"] for j in ans) / len(ans), 4) if ans else None,
-        "squad_em": mean(J, "squad_em"),
-        "squad_f1": mean(J, "squad_f1"),
-        "squad_em_answerable": mean(ans, "squad_em"),
-        "squad_f1_answerable": mean(ans, "squad_f1"),
-        "threshold": threshold,
-        "machine": machine.describe(),
-    }
-    for stage in ("encode", "retrieve", "answer", "total"):
-        values = [j["timings_ms"].get(stage, 0.0) for j in J]
-        metrics[f"{stage}_p50_ms"] = round(_percentile(values, 50), 2)
-        metrics[f"{stage}_p95_ms"] = round(_percentile(values, 95), 2)
-    metrics["latency_p50_ms"] = metrics["total_p50_ms"]
-    metrics["latency_p95_ms"] = metrics["total_p95_ms"]
+    metrics: dict = {m.name: m(J) for m in measures.MEASURES}
+    metrics["threshold"] = threshold
+    metrics["machine"] = machine.describe()
+    metrics.update((m.name, m(J)) for m in measures.LATENCY)
     return metrics
-
-
-def coverage_curve(rows: list[dict]) -> list[tuple[float, float, float]]:
-    """(threshold, coverage, accuracy) as the abstention threshold varies.
-
-    coverage: share of all questions answered; accuracy: share of answered ones right
-    (an answered unanswerable question counts as wrong).
-    """
-    J = [r["judgement"] for r in rows]
-    points = []
-    for t in [i / 100 for i in range(0, 101)]:
-        answered = [j for j in J if j["raw_confidence"] >= t]
-        if not answered:
-            points.append((t, 0.0, 1.0))
-            continue
-        right = sum(1 for j in answered if j["answerable"] and j["raw_correct"])
-        points.append((t, len(answered) / len(J), right / len(answered)))
-    return points
 
 
 def plot_curve(rows: list[dict], threshold: float, path: Path) -> None:

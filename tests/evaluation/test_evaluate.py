@@ -81,6 +81,50 @@ def test_summary_metrics_exact():
         parse_bounds(["speed=1"])
 
 
+
+# metrics.json of the rows below as summarize wrote it before the measures moved into
+# qa.evaluation.measures (machine left out): keys, order, values and rounding.
+METRICS_JSON = (
+    '{"questions": 6, "answerable": 4, "unanswerable": 2, "accuracy": 0.5, "accuracy_at_1": '
+    '0.5, "hit_at_1": 0.25, "hit_at_5": 0.75, "hit_at_10": 0.75, "mrr": 0.4583, '
+    '"abstain_unanswerable": 0.5, "false_abstention": 0.25, "precision_when_answered": '
+    '0.6667, "citations_verbatim": 1.0, "cited_source_ok": 1.0, "token_f1": 0.25, "squad_em":'
+    ' 0.5, "squad_f1": 0.5, "squad_em_answerable": 0.5, "squad_f1_answerable": 0.5, '
+    '"threshold": 0.5, "encode_p50_ms": 1.83, "encode_p95_ms": 2.58, "retrieve_p50_ms": 5.0,'
+    ' "retrieve_p95_ms": 9.5, "answer_p50_ms": 5.78, "answer_p95_ms": 8.28, "total_p50_ms": '
+    '6.71, "total_p95_ms": 9.25, "latency_p50_ms": 6.71, "latency_p95_ms": 9.25}')
+
+
+def test_summary_is_metrics_json_as_before():
+    rows = [_row(True, True, False, 1, 0.8), _row(True, False, False, 3),
+            _row(True, False, True, None, 0.2), _row(False, True, True, None, 0.1),
+            _row(False, False, False, None), _row(True, True, False, 2, 0.7)]
+    for i, r in enumerate(rows):  # a stage missing from one row counts 0
+        r["judgement"]["timings_ms"] = {"encode": 1.0 + i / 3, "retrieve": 2.0 * i,
+                                        "answer": 3.0 + i * 1.111,
+                                        **({"total": 6.0 + i * i / 7} if i != 2 else {})}
+    m = summarize(rows, 0.5)
+    assert list(m)[list(m).index("threshold") + 1] == "machine"
+    m.pop("machine")
+    assert json.dumps(m) == METRICS_JSON
+
+
+def test_every_measure_is_named_and_says_what_it_measures():
+    from qa.evaluation import measures
+
+    table = (*measures.MEASURES, *measures.LATENCY)
+    assert len({m.name for m in table}) == len(table) == len(measures.by_name())
+    for m in table:
+        assert m.description and m.compute.__doc__.strip(), m.name
+    assert "Voorhees" in measures.mrr.__doc__
+    assert all("Rajpurkar" in f.__doc__ for f in (
+        measures.squad_em, measures.squad_f1, measures.squad_em_answerable,
+        measures.squad_f1_answerable))
+    assert "El-Yaniv" in measures.coverage_curve.__doc__
+    assert measures.by_name()["hit_at_5"].exact(
+        [{"answerable": True, "first_hit_rank": 5}, {"answerable": True,
+                                                      "first_hit_rank": 6}]) == 0.5
+
 def test_qa_eval_end_to_end(tmp_path, seeds_copy, seeds_assistant):
     from test_cli import qa
 
