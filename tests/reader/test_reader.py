@@ -12,7 +12,6 @@ import pytest
 from qa.reader import runtime as R
 
 
-
 @pytest.fixture(scope="module")
 def pieces():
     from embeddings.onnx_export import model_folder, transformer_folder
