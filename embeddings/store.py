@@ -12,13 +12,14 @@ Layout of an index folder::
         texts.jsonl            one line per file: source, text (what offsets point into)
         vectors.faiss          FAISS index of the chunk vectors (inner product = cosine):
                                exact (IndexFlatIP), IVF-Flat above APPROXIMATE_ABOVE,
-                               IVF-PQ above COMPRESS_ABOVE (then also chunk_vectors.npy,
-                               the exact float32 vectors, memory-mapped to re-rank)
+                               IVF-PQ above COMPRESS_ABOVE; beside the last two also
+                               chunk_vectors.npy, the exact float32 vectors (memory-mapped)
         sentence_vectors.npy   float32 (n_sentences, dim), unit length
         bm25/                  bm25s files (json + npy) over the chunk texts
       .lock                    held by a running `qa index`
 
-A build writes a complete new generation beside the live one and then swaps the
+A build writes a complete new generation beside the live one (`embeddings.generation`,
+part by part) and then swaps the
 `current` link with one atomic rename, so a crash at any point leaves the previous
 index usable; leftovers are removed by the next build.
 """
@@ -30,9 +31,7 @@ import json
 import os
 import shutil
 import signal
-import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -142,12 +141,6 @@ def locked(index_dir: Path) -> Iterator[None]:
 # --- writing ---------------------------------------------------------------------------
 
 
-def _write_jsonl(path: Path, rows: Iterator[dict]) -> None:
-    with files.synced(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def clean_leftovers(index_dir: Path) -> list[str]:
     """Remove unfinished and superseded generations; return the names removed.
 
@@ -187,8 +180,7 @@ def vector_index(vectors: np.ndarray, dim: int,
     n = len(vectors)
     if n <= approximate_above:
         index = faiss.IndexFlatIP(dim)
-        if n:
-            index.add(vectors)
+        _add(index, vectors)
         return index, {"type": "flat"}
     if n > compress_above:
         index, kind = ivfpq(dim, n)
@@ -202,57 +194,23 @@ def vector_index(vectors: np.ndarray, dim: int,
     index.cp.seed = 1
     sample = np.random.default_rng(1).choice(n, min(n, 64 * nlist), replace=False)
     index.train(vectors[np.sort(sample)])
-    index.add(vectors)
+    _add(index, vectors)
     index.nprobe = nprobe
     return index, kind
 
 
-def write_index(index_dir: Path, data: IndexData, bm25: BM25,
-                approximate_above: int = APPROXIMATE_ABOVE,
-                compress_above: int = COMPRESS_ABOVE) -> Path:
-    """Write `data` as a new generation and make it the live one; return its folder.
+def _add(index, vectors) -> None:
+    """Add the rows to a FAISS index: at once, or a block at a time when `vectors` reads
+    them from a file (`generation._Blocks`: the same index, without all rows in memory)."""
+    for block in vectors.blocks() if hasattr(vectors, "blocks") else [vectors]:
+        if len(block):
+            index.add(block)
 
-    Call only while holding the lock. The previous generation stays live until the
-    final atomic rename of the `current` link, and is removed after it. The chunk
-    vectors go into an exact FAISS index, or an approximate one above
-    `approximate_above` vectors (`vector_index`; the manifest's "vector_index" says
-    which).
-    """
-    faiss = lazy.load("faiss")
 
-    name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-    tmp = index_dir / f"{name}.tmp"
-    tmp.mkdir(parents=True)
-    _write_jsonl(tmp / "documents.jsonl", (asdict(d) for d in data.documents))
-    checkpoint("wrote-documents")
-    _write_jsonl(tmp / "chunks.jsonl", (
-        {"source": c.source, "start": c.start, "end": c.end, "tokens": c.tokens,
-         "sentences": [c.first, c.last], "text": c.text} for c in data.chunks))
-    checkpoint("wrote-chunks")
-    _write_jsonl(tmp / "sentences.jsonl", (
-        {"source": s.source, "start": s.start, "end": s.end, "text": s.text}
-        for s in data.sentences))
-    checkpoint("wrote-sentences")
-    if data.texts is not None:
-        _write_jsonl(tmp / TEXTS_FILE, ({"source": d.source, "text": data.texts[d.source]}
-                                        for d in data.documents if d.source in data.texts))
-    vectors, kind = vector_index(data.chunk_vectors, data.manifest["dimension"],
-                                 approximate_above, compress_above)
-    data.manifest["vector_index"] = kind
-    faiss.write_index(vectors, str(tmp / "vectors.faiss"))
-    if kind["type"] == "ivf-pq":
-        with files.synced(tmp / EXACT_FILE, "wb") as f:
-            np.save(f, data.chunk_vectors, allow_pickle=False)
-    checkpoint("wrote-vectors")
-    with files.synced(tmp / "sentence_vectors.npy", "wb") as f:
-        np.save(f, data.sentence_vectors, allow_pickle=False)
-    checkpoint("wrote-sentence-vectors")
-    bm25.save(tmp / "bm25")
-    checkpoint("wrote-bm25")
-    # The manifest goes last: a generation folder without one is never complete.
-    with files.synced(tmp / "manifest.json", "w", encoding="utf-8") as f:
-        json.dump(data.manifest, f, indent=2, ensure_ascii=False)
-    checkpoint("wrote-manifest")
+def switch_to(index_dir: Path, tmp: Path, name: str) -> Path:
+    """Make the complete generation folder `tmp` the live one as `index_dir/name`: fsync,
+    rename, point a new link at it and rename that over `current` (the one atomic
+    switch), then remove what it superseded. Returns the generation's folder."""
     files.fsync_dir(tmp)
     final = index_dir / name
     os.rename(tmp, final)
@@ -299,8 +257,16 @@ def generation_manifest(gen: Path | None) -> dict | None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    return list(_iter_jsonl(path))
+
+
+def _iter_jsonl(path: Path) -> Iterator[dict]:
+    """The rows of a JSON lines file, one at a time (a large index's sentences are not
+    all held as dicts at once while they are loaded)."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
 
 
 def read_texts(gen: Path | None) -> dict[str, str]:
@@ -354,13 +320,18 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
                 f"a single-machine index with: qa index --rebuild --index {index_dir}")
         documents = tuple(DocumentRecord.from_row(row)
                           for row in _read_jsonl(gen / "documents.jsonl"))
+        names = {d.source: d.source for d in documents}  # one string per source
         chunks = tuple(
-            Chunk(r["source"], r["start"], r["end"], r["text"], r["sentences"][0],
-                  r["sentences"][1], r["tokens"]) for r in _read_jsonl(gen / "chunks.jsonl"))
-        sentences = tuple(Sentence(r["source"], r["start"], r["end"], r["text"])
-                          for r in _read_jsonl(gen / "sentences.jsonl"))
+            Chunk(names.get(r["source"], r["source"]), r["start"], r["end"], r["text"],
+                  r["sentences"][0], r["sentences"][1], r["tokens"])
+            for r in _iter_jsonl(gen / "chunks.jsonl"))
+        sentences = tuple(Sentence(names.get(r["source"], r["source"]), r["start"], r["end"],
+                                   r["text"]) for r in _iter_jsonl(gen / "sentences.jsonl"))
         vectors = faiss.read_index(str(gen / "vectors.faiss"))
         compressed = manifest.get("vector_index", {}).get("type") == "ivf-pq"
+        # the exact chunk vectors beside an approximate index: memory-mapped, not copied
+        # out of it (an IVF-Flat generation from before they were kept has none)
+        exact = load_exact(gen) if (gen / EXACT_FILE).exists() else None
         if compressed:  # codes in memory; exact vectors (and sentences') memory-mapped
             vectors.nprobe = int(manifest["vector_index"]["probes"])
             vectors = Reranked(vectors, load_exact(gen),
@@ -368,9 +339,11 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
         elif isinstance(vectors, faiss.IndexIVF):
             vectors.nprobe = int(manifest.get("vector_index", {}).get("probes",
                                                                       vectors.nprobe))
-            vectors.make_direct_map()  # so reconstruct_n below works
+            if exact is None:
+                vectors.make_direct_map()  # so reconstruct_n below works
+        # memory-mapped: answering reads a few rows, so a large index costs little memory
         sentence_vectors = np.load(gen / "sentence_vectors.npy", allow_pickle=False,
-                                   mmap_mode="r" if compressed else None)
+                                   mmap_mode="r")
         bm25 = BM25.load(gen / "bm25")
     except IndexUnusable:
         raise
@@ -400,10 +373,35 @@ def _load_generation(index_dir: Path, gen: Path | None) -> tuple[IndexData, BM25
         )
     if compressed:
         chunk_vectors = vectors.exact
+    elif exact is not None and exact.shape == (vectors.ntotal, dim):
+        chunk_vectors = exact
+    elif isinstance(vectors, faiss.IndexFlat) and vectors.ntotal:
+        chunk_vectors = _flat_rows(vectors)
     else:
+        if isinstance(vectors, faiss.IndexIVF) and vectors.ntotal:
+            vectors.make_direct_map()
         chunk_vectors = (vectors.reconstruct_n(0, vectors.ntotal) if vectors.ntotal
                          else np.zeros((0, dim), dtype=np.float32))
     data = IndexData(manifest, documents, chunks, sentences,
                      np.ascontiguousarray(chunk_vectors, dtype=np.float32),
                      np.ascontiguousarray(sentence_vectors, dtype=np.float32), gen)
     return data, bm25, vectors
+
+
+class _Rows:
+    """Keeps a FAISS flat index alive under the numpy view of its rows."""
+
+    def __init__(self, index, rows: np.ndarray) -> None:
+        self.index = index
+        self.__array_interface__ = rows.__array_interface__
+
+
+def _flat_rows(index) -> np.ndarray:
+    """The (n, d) float32 rows a FAISS flat index holds, as a read-only view (no copy):
+    the exact search reads them, and a copy would double their memory."""
+    faiss = lazy.faiss()
+
+    n, d = index.ntotal, index.d
+    rows = np.asarray(_Rows(index, faiss.rev_swig_ptr(index.get_xb(), n * d).reshape(n, d)))
+    rows.flags.writeable = False
+    return rows

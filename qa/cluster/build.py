@@ -16,7 +16,7 @@ holds the index lock; everything heavy runs on the cluster:
    corpus-wide lexicon); one Ray task per shard then writes the shard as a complete index
    folder (qa.retrieval.sharded.layout.write_shard), from its staged documents and the unchanged
    documents of the previous generation.
-4. The driver writes the top manifest and switches `current`, as store.write_index does:
+4. The driver writes the top manifest and switches `current`, as generation.write_index does:
    a build that dies at any point leaves the last good index live.
 
 Failures: a task or actor that dies is retried by Ray (Ray Data restarts its actors and

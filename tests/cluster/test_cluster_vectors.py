@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
-from embeddings import records, store
+from embeddings import generation, records, store
 
 pytestmark = pytest.mark.quick  # model-free (conftest.py refuses to load one)
 
@@ -68,7 +68,7 @@ def test_a_compressed_generation_re_ranks_with_its_exact_vectors(tmp_path):
     data = records.IndexData(manifest, (doc,), chunks, (Sentence("a.txt", 0, 5, "alpha"),),
                            x, _unit(rng.standard_normal((1, 20))))
     with store.locked(tmp_path):
-        gen = store.write_index(tmp_path, data, BM25.build([c.text for c in chunks]),
+        gen = generation.write_index(tmp_path, data, BM25.build([c.text for c in chunks]),
                                 approximate_above=1_000, compress_above=40_000)
     assert (gen / EXACT_FILE).exists()
     loaded, _, vectors = store.load_index(tmp_path)

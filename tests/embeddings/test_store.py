@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from embeddings import records, store
+from embeddings import generation, records, store
 from embeddings.chunking import chunk_sentences, sentences_of, token_counter
 from embeddings.documents import Document
 from embeddings.errors import Busy, Unusable
@@ -46,7 +46,7 @@ def make_data(texts: dict[str, str], dim: int = 8, seed: int = 0) -> records.Ind
 
 def write(index_dir, data):
     with store.locked(index_dir):
-        return store.write_index(index_dir, data, BM25.build([c.text for c in data.chunks]))
+        return generation.write_index(index_dir, data, BM25.build([c.text for c in data.chunks]))
 
 
 def test_roundtrip_is_inspectable_and_exact(tmp_path):
@@ -163,7 +163,7 @@ def test_small_indexes_search_exactly_and_big_ones_switch_to_ivf(tmp_path):
     n = len(big.chunks)
     assert n > 256  # more than the smallest number of IVF lists
     with store.locked(tmp_path / "big"):
-        store.write_index(tmp_path / "big", big, BM25.build([c.text for c in big.chunks]),
+        generation.write_index(tmp_path / "big", big, BM25.build([c.text for c in big.chunks]),
                           approximate_above=n - 1)
     lists, probes = store.ivf_shape(n)
     assert store.read_manifest(tmp_path / "big")["vector_index"] == {

@@ -12,7 +12,7 @@ Layout::
                            "lexicon"
         lexicon.json       corpus-wide BM25 statistics (qa.retrieval.sharded.lexicon)
         shard-000/         an index folder of today's format (embeddings/store.py):
-          current -> gen-...   its own generation, written by store.write_index
+          current -> gen-...   its own generation, written by generation.write_index
         shard-001/ ...
       .lock                held by the build, as today
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings import files, records, store
+from embeddings import files, generation, records, store
 from embeddings.chunking import Chunk, Sentence
 
 SHARD_BYTES = 256 * 2**20  # corpus bytes per shard by default (~1-2 M chunks of news text)
@@ -154,7 +154,7 @@ def new_generation(index_dir: Path) -> Path:
 
 def switch(index_dir: Path, tmp: Path, manifest: dict) -> Path:
     """Write the top manifest last into `tmp`, rename it to its final name and make it
-    live with the one atomic rename of `current`, as store.write_index does; remove the
+    live with the one atomic rename of `current`, as generation.write_index does; remove the
     superseded generations. Returns the live folder."""
     with files.synced(tmp / TOP_NAME, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False)
@@ -205,7 +205,7 @@ def write_shard(folder: Path, number: int, of: int, identity: Identity,
     manifest["shard"] = {"number": number, "of": of}
     data = records.IndexData(manifest, tuple(documents), tuple(chunks), tuple(sentences),
                            chunk_vectors, sentence_vectors)
-    store.write_index(Path(folder), data, shard_bm25(token_lists, lexicon),
+    generation.write_index(Path(folder), data, shard_bm25(token_lists, lexicon),
                       approximate_above, compress_above)
     return {"name": Path(folder).name, "documents": len(documents), "chunks": len(chunks),
             "sentences": len(sentences), "first_source": documents[0].source if documents
