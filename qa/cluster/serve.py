@@ -155,9 +155,9 @@ def serve_on_ray(settings, *, address: str | None = None, host: str = "127.0.0.1
     url = deploy(settings, address=address, host=host, port=port, replicas=replicas)
     print(f"Chat page: {url}/  API docs: {url}/docs  (Ray Serve application {APP!r})",
           flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         print(f"warning: listening on {host}, reachable from other machines; the API "
-              "has no authentication", file=sys.stderr, flush=True)
+              "has no authentication (--insecure-no-key)", file=sys.stderr, flush=True)
     stop = threading.Event()
     # Ctrl-C or a TERM ends the driver cleanly (Ray's own handlers would otherwise keep
     # the process waiting); the application is deleted on the way out

@@ -317,3 +317,38 @@ def test_serve_answers_every_request_while_a_replica_is_killed(clean_build, seed
                           timeout=60).status_code == 200
     finally:
         serve.delete(APP)
+
+
+def test_serve_on_ray_with_a_key_refuses_requests_without_it(clean_build):
+    """QA_API_KEY under `qa serve --ray`: the same app code as `qa serve`, so every route
+    but health needs the key, on the Ray Serve proxy too."""
+    import httpx
+    from ray import serve
+
+    from qa.cluster.serve import APP, deploy
+
+    key = "k" * 40
+    url = deploy(clean_build.replace(api_key=key), host="127.0.0.1", port=_free_port(),
+                 replicas=1, build=False)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=5).status_code == 200:
+                    break  # health stays open
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the application did not come up"
+            time.sleep(1)
+        question = {"question": QUESTIONS[0]}
+        r = httpx.post(f"{url}/api/answer", json=question, timeout=60)
+        assert r.status_code == 401 and "error" in r.json()
+        wrong = httpx.post(f"{url}/api/answer", json=question, timeout=60,
+                           headers={"Authorization": "Bearer " + "x" * 40})
+        assert wrong.status_code == 401
+        assert httpx.get(f"{url}/v1/models", timeout=30).status_code == 401
+        ok = httpx.post(f"{url}/api/answer", json=question, timeout=60,
+                        headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200 and ok.json()["question"] == QUESTIONS[0]
+    finally:
+        serve.delete(APP)
