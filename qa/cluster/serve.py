@@ -26,8 +26,10 @@ import threading
 from pathlib import Path
 
 from ray import serve
+from ray.serve import context as serve_context
 
 from qa.cluster import connect
+from qa.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,21 @@ def _view(clients, infos, lexicon, generation: Path):
     return ShardedIndex(clients, infos, manifest, lexicon, generation)
 
 
+def _check_proxy_address(host: str, port: int) -> None:
+    """Ray Serve runs one HTTP proxy per cluster: once started, `serve.start` ignores a new
+    host or port (it only logs a warning), so the URL we print would be wrong. Say so."""
+    find = getattr(serve_context, "_get_global_client", None)
+    if find is None:  # another Ray Serve version: nothing to compare
+        return
+    client = find(raise_if_no_controller_running=False)
+    config = getattr(client, "http_config", None)
+    if config is not None and (config.host, config.port) != (host, port):
+        raise BadInput(f"Ray Serve on this cluster already listens on {config.host}:"
+                       f"{config.port}, and one cluster has one HTTP proxy: serve there "
+                       f"(--host {config.host} --port {config.port}), or stop Serve first "
+                       "(`serve shutdown -y`)")
+
+
 def deploy(settings, *, address: str | None = None, host: str = "127.0.0.1",
            port: int = 7860, replicas: int = 2, build: bool = True):
     """Build the index on the cluster if it is stale, then run the application on Ray
@@ -140,6 +157,7 @@ def deploy(settings, *, address: str | None = None, host: str = "127.0.0.1",
         raise store.IndexUnusable(f"no index at {settings.index_dir}; build it with: "
                                   f"qa index --ray --index {settings.index_dir}")
     n_shards = len(layout.shards_of(generation, manifest))
+    _check_proxy_address(host, port)
     serve.start(http_options={"host": host, "port": port})
     app = application(generation, settings, replicas, n_shards)
     serve.run(app, name=APP, route_prefix="/", blocking=False)

@@ -40,6 +40,7 @@ else:
 from qa.cluster import runtime_env  # noqa: E402
 from qa.cluster.assistant import ShardedAssistant  # noqa: E402
 from qa.engine import Assistant  # noqa: E402
+from qa.errors import BadInput  # noqa: E402
 from qa.retrieval.sharded.view import ShardedIndex  # noqa: E402
 
 QUESTIONS = [json.loads(line)["question"] for line in
@@ -218,6 +219,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Ray Serve has one HTTP proxy per cluster, started by the first deploy: every test of
+# this module that serves uses the same port (deploy refuses another one, tested below)
+SERVE_PORT = _free_port()
+
+
 def _answerers() -> dict[str, int]:
     """Replica actor name -> process id of every live answerer replica. From the GCS's
     named actors (Serve names each replica SERVE_REPLICA::APP#DEPLOYMENT#ID), so no
@@ -257,7 +263,7 @@ def test_serve_answers_every_request_while_a_replica_is_killed(clean_build, seed
 
     from qa.cluster.serve import APP, deploy
 
-    url = deploy(clean_build, host="127.0.0.1", port=_free_port(), replicas=2, build=False)
+    url = deploy(clean_build, host="127.0.0.1", port=SERVE_PORT, replicas=2, build=False)
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -328,7 +334,7 @@ def test_serve_on_ray_with_a_key_refuses_requests_without_it(clean_build):
     from qa.cluster.serve import APP, deploy
 
     key = "k" * 40
-    url = deploy(clean_build.replace(api_key=key), host="127.0.0.1", port=_free_port(),
+    url = deploy(clean_build.replace(api_key=key), host="127.0.0.1", port=SERVE_PORT,
                  replicas=1, build=False)
     try:
         deadline = time.monotonic() + 240
@@ -350,5 +356,8 @@ def test_serve_on_ray_with_a_key_refuses_requests_without_it(clean_build):
         ok = httpx.post(f"{url}/api/answer", json=question, timeout=60,
                         headers={"Authorization": f"Bearer {key}"})
         assert ok.status_code == 200 and ok.json()["question"] == QUESTIONS[0]
+        # Serve already listens on SERVE_PORT: another port is refused, not silently ignored
+        with pytest.raises(BadInput, match=f"already listens on 127.0.0.1:{SERVE_PORT}"):
+            deploy(clean_build, host="127.0.0.1", port=_free_port(), replicas=1, build=False)
     finally:
         serve.delete(APP)
