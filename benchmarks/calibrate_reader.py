@@ -47,7 +47,7 @@ Rows = list[tuple[bool, float, list[tuple[float, float, float, int]]]]
 
 
 def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
-            limit: int | None) -> tuple[Rows, float]:
+            limit: int | None, widen: int = 0) -> tuple[Rows, float]:
     """Readings of every question, and the mean reading time per question (ms)."""
     from qa.answering.calibration import confidence_of
     from qa.answering.ranker import score_candidates
@@ -68,7 +68,7 @@ def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
         passages = index.search(query, assistant.search_settings, settings.top_k)
         cands = score_candidates(query, index, passages, ranker, settings.answer_passages)
         t0 = time.perf_counter()
-        readings = read(stage.reader, query, index, cands, windows) if cands else []
+        readings = read(stage.reader, query, index, cands, windows, widen) if cands else []
         spent += time.perf_counter() - t0
         rows.append((q.answerable, confidence_of(cands, ranker), [
             (r.reader, r.ranker, r.null,
@@ -158,6 +158,9 @@ def main() -> int:
     p.add_argument("--set", action="append", metavar="CORPUS=QUESTIONS")
     p.add_argument("--windows", default="4", help="windows read per question; a list "
                    "such as 1,2,4,6 measures each (the last is the one fitted and written)")
+    p.add_argument("--widen", type=int, default=0, help="read N more sentences of the "
+                   "document on each side of every window (a longer window; default 0: "
+                   "the candidate and its neighbours, as the product reads)")
     p.add_argument("--folds", type=int, default=4)
     p.add_argument("--limit", type=int, help="first N questions of each set")
     p.add_argument("--dry-run", action="store_true", help="report, don't write stack.json")
@@ -173,10 +176,11 @@ def main() -> int:
         for spec in specs:
             corpus, _, questions = spec.partition("=")
             rows, t = collect(Path(corpus), Path(questions), Path(args.reader), windows,
-                              args.limit)
+                              args.limit, args.widen)
             sets.append(rows)
             ms.append(t)
-        point = {"windows": windows, "read_ms_per_question": round(float(np.mean(ms)), 1)}
+        point = {"windows": windows, "widen": args.widen,
+                 "read_ms_per_question": round(float(np.mean(ms)), 1)}
         for i, (spec, rows) in enumerate(zip(specs, sets, strict=True)):
             held, ts = kfold(rows, args.folds, sets[:i] + sets[i + 1:])
             qfile = Path(spec.partition("=")[2])

@@ -92,13 +92,21 @@ class Stack:
                    {k: v for k, v in d.items() if k not in known})
 
 
-def windows_for(index: Index, candidates: list[Candidate]) -> list[list[int]]:
+def windows_for(index: Index, candidates: list[Candidate], widen: int = 0
+                ) -> list[list[int]]:
     """Runs of consecutive sentences to read: each candidate with its neighbours in its
-    document (`Candidate.window`); runs of one document that overlap or touch are
-    merged."""
+    document (`Candidate.window`), plus `widen` more sentences of the document on each
+    side (a longer window); runs of one document that overlap or touch are merged."""
     spans: dict[str, list[tuple[int, int]]] = {}
     for c in candidates:
-        spans.setdefault(index.sentences[c.sentence].source, []).append(c.window)
+        source = index.sentences[c.sentence].source
+        a, b = c.window
+        for _ in range(widen):
+            if a > 0 and index.sentences[a - 1].source == source:
+                a -= 1
+            if b + 1 < len(index.sentences) and index.sentences[b + 1].source == source:
+                b += 1
+        spans.setdefault(source, []).append((a, b))
     out = []
     for runs in spans.values():
         runs.sort()
@@ -113,12 +121,13 @@ def windows_for(index: Index, candidates: list[Candidate]) -> list[list[int]]:
 
 
 def read(reader: Reader, query: Query, index: Index, candidates: list[Candidate],
-         n: int) -> list[Reading]:
-    """The reader's readings of the windows around the top `n` candidates."""
+         n: int, widen: int = 0) -> list[Reading]:
+    """The reader's readings of the windows around the top `n` candidates (`widen`: see
+    `windows_for`)."""
     top = candidates[:n]
     ranker = {c.sentence: c.z for c in candidates}
     floor = min(ranker.values()) - 1.0 if ranker else 0.0
-    windows = windows_for(index, top)
+    windows = windows_for(index, top, widen)
     results = reader.read(query.searched_for, [[index.sentences[i].text for i in w]
                                                for w in windows])
     best: dict[int, Reading] = {}
