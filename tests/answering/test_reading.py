@@ -61,6 +61,9 @@ def test_windows_take_neighbours_and_merge_runs_of_one_document(index):
     assert windows_for(index, of(b[0])) == [[b[0], b[1]]]
     assert windows_for(index, of(b[0], b[3])) == [b]  # [0,1] and [2,3] touch: one window
     assert windows_for(index, of(b[1], w[0])) == [b[:3], w]
+    # a longer window grows within its document only (--widen of calibrate_reader.py)
+    assert windows_for(index, of(b[0]), widen=1) == [b[:3]]
+    assert windows_for(index, of(b[1], w[0]), widen=5) == [b, w]
 
 
 def test_readings_carry_reader_scores_ranker_logits_and_file_offsets(index):

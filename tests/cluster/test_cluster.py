@@ -219,6 +219,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_until_up(url: str, deadline: float) -> None:
+    """Poll the deployed application's health route until it answers 200 (by `deadline`,
+    a time.monotonic() value)."""
+    import httpx
+
+    while True:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the application did not come up"
+        time.sleep(1)
+
+
 # Ray Serve has one HTTP proxy per cluster, started by the first deploy: every test of
 # this module that serves uses the same port (deploy refuses another one, tested below)
 SERVE_PORT = _free_port()
@@ -266,14 +281,7 @@ def test_serve_answers_every_request_while_a_replica_is_killed(clean_build, seed
     url = deploy(clean_build, host="127.0.0.1", port=SERVE_PORT, replicas=2, build=False)
     try:
         deadline = time.monotonic() + 240
-        while True:
-            try:
-                if httpx.get(f"{url}/api/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the application did not come up"
-            time.sleep(1)
+        _wait_until_up(url, deadline)
         assert httpx.get(f"{url}/api/health").json()["chunks"] == len(
             seeds_assistant.index.chunks)
         page = httpx.get(f"{url}/", timeout=30)
@@ -337,15 +345,7 @@ def test_serve_on_ray_with_a_key_refuses_requests_without_it(clean_build):
     url = deploy(clean_build.replace(api_key=key), host="127.0.0.1", port=SERVE_PORT,
                  replicas=1, build=False)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if httpx.get(f"{url}/api/health", timeout=5).status_code == 200:
-                    break  # health stays open
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the application did not come up"
-            time.sleep(1)
+        _wait_until_up(url, time.monotonic() + 240)  # health stays open, key or not
         question = {"question": QUESTIONS[0]}
         r = httpx.post(f"{url}/api/answer", json=question, timeout=60)
         assert r.status_code == 401 and "error" in r.json()
