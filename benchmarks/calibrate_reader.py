@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.answering.calibration import fit_logistic, plateau_threshold
-from qa.answering.reading import MAX_MARGIN, STACK_FILE, Stack, read
+from qa.answering.reading import MAX_MARGIN, READER_FEATURES, STACK_FILE, Stack, read
 from qa.evaluation.run import contains_answer, load_questions
 from qa.reader.runtime import READER_DIR
 
@@ -41,9 +41,9 @@ SHARED = ROOT.parent / "shared"
 DEFAULT_SETS = [f"{SHARED / 'bench/squad-dev/corpus'}={SHARED / 'bench/squad-dev/questions.jsonl'}",
                 f"{ROOT / 'seeds'}={ROOT / 'benchmarks/questions/seeds.jsonl'}"]
 
-# per question: (answerable, the ranker's confidence, [(reader, ranker, null, label)] per
-# sentence read)
-Rows = list[tuple[bool, float, list[tuple[float, float, float, int]]]]
+# per question: (answerable, the ranker's confidence, [(reader, ranker, span, null, label)]
+# per sentence read: READER_FEATURES, then the window's no-answer logit and the label)
+Rows = list[tuple[bool, float, list[tuple[float, float, float, float, int]]]]
 
 
 def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
@@ -71,7 +71,7 @@ def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
         readings = read(stage.reader, query, index, cands, windows, widen) if cands else []
         spent += time.perf_counter() - t0
         rows.append((q.answerable, confidence_of(cands, ranker), [
-            (r.reader, r.ranker, r.null,
+            (r.reader, r.ranker, r.span, r.null,
              int(q.answerable and index.sentences[r.sentence].source in q.sources
                  and contains_answer(index.sentences[r.sentence].text, q.answers)))
             for r in readings]))
@@ -81,25 +81,28 @@ def collect(corpus: Path, questions_file: Path, reader: Path, windows: int,
 
 
 def _best(stack_w: np.ndarray, readings, ranker_confidence: float):
-    X = np.array([(r, k) for r, k, _, _ in readings])
+    n = len(stack_w) - 1  # the stack's features: the first n of READER_FEATURES
+    X = np.array([x[:n] for x in readings])
     z = X @ stack_w[:-1] + stack_w[-1]
     order = np.argsort(-z, kind="stable")
     b = int(order[0])
     margin = float(z[b] - z[order[1]]) if len(z) > 1 else MAX_MARGIN
-    r, k, null, label = readings[b]
+    r, k, _, null, label = readings[b]
     return (np.array([z[b], min(margin, MAX_MARGIN), r, k, null, ranker_confidence]),
             bool(label))
 
 
-def fit(sets: list[Rows]) -> Stack:
-    """Both models and the threshold on all the given sets (each weighing the same)."""
+def fit(sets: list[Rows], features: tuple[str, ...] = READER_FEATURES) -> Stack:
+    """Both models and the threshold on all the given sets (each weighing the same); the
+    sentence model over `features`, the first of READER_FEATURES."""
+    k_feat = len(features)
     X, y, w = [], [], []
     for rows in sets:
         n = sum(len(rd) for _, _, rd in rows) or 1
         for _, _, readings in rows:
-            for r, k, _, label in readings:
-                X.append((r, k))
-                y.append(label)
+            for x in readings:
+                X.append(x[:k_feat])
+                y.append(x[-1])
                 w.append(1.0 / n)
     ws = fit_logistic(np.array(X), np.array(y, dtype=float), np.array(w), standardize=True)
     C, cy, cw = [], [], []
@@ -122,7 +125,7 @@ def fit(sets: list[Rows]) -> Stack:
                  for x, a, ok in per] for per in tops]
     return Stack(tuple(round(float(v), 4) for v in ws[:-1]), round(float(ws[-1]), 4),
                  tuple(round(float(v), 4) for v in wc[:-1]), round(float(wc[-1]), 4),
-                 plateau_threshold(outcomes))
+                 plateau_threshold(outcomes), features=tuple(features))
 
 
 def outcomes(stack: Stack, rows: Rows) -> list[tuple[float, bool, bool]]:
@@ -139,14 +142,15 @@ def outcomes(stack: Stack, rows: Rows) -> list[tuple[float, bool, bool]]:
     return out
 
 
-def kfold(rows: Rows, k: int, others: list[Rows] = ()) -> tuple[list, list[float]]:
+def kfold(rows: Rows, k: int, others: list[Rows] = (),
+          features: tuple[str, ...] = READER_FEATURES) -> tuple[list, list[float]]:
     """Held-out outcomes of every question (models fitted on the other k-1 blocks and on
     the other sets, as the final fit sees them) and the thresholds each fold chose."""
     bounds = np.linspace(0, len(rows), k + 1).astype(int)
     held, thresholds = [], []
     for f in range(k):
         lo, hi = bounds[f], bounds[f + 1]
-        stack = fit([rows[:lo] + rows[hi:], *others])
+        stack = fit([rows[:lo] + rows[hi:], *others], features)
         thresholds.append(stack.threshold)
         held.extend((c, a, ok, stack.threshold) for c, a, ok in outcomes(stack, rows[lo:hi]))
     return held, thresholds
@@ -161,11 +165,18 @@ def main() -> int:
     p.add_argument("--widen", type=int, default=0, help="read N more sentences of the "
                    "document on each side of every window (a longer window; default 0: "
                    "the candidate and its neighbours, as the product reads)")
+    p.add_argument("--stack-features", default=",".join(READER_FEATURES),
+                   help="what orders the sentences read: the first two or all of "
+                   f"{','.join(READER_FEATURES)} (reader,ranker: the stack before "
+                   "2026-12-06)")
     p.add_argument("--folds", type=int, default=4)
     p.add_argument("--limit", type=int, help="first N questions of each set")
     p.add_argument("--dry-run", action="store_true", help="report, don't write stack.json")
     p.add_argument("--out", help="also write the figures as JSON to this file")
     args = p.parse_args()
+    features = tuple(args.stack_features.split(","))
+    if features != READER_FEATURES[:len(features)] or len(features) < 2:
+        p.error(f"--stack-features: the first two or all of {','.join(READER_FEATURES)}")
     specs = args.set or DEFAULT_SETS
     report: dict = {"reader": args.reader, "folds": args.folds, "curve": []}
     from qa.evaluation import machine
@@ -182,7 +193,7 @@ def main() -> int:
         point = {"windows": windows, "widen": args.widen,
                  "read_ms_per_question": round(float(np.mean(ms)), 1)}
         for i, (spec, rows) in enumerate(zip(specs, sets, strict=True)):
-            held, ts = kfold(rows, args.folds, sets[:i] + sets[i + 1:])
+            held, ts = kfold(rows, args.folds, sets[:i] + sets[i + 1:], features)
             qfile = Path(spec.partition("=")[2])
             name = qfile.parent.name if qfile.stem == "questions" else qfile.stem
             point[name] = {"held_out": _held_figures(held), "fold_thresholds": ts,
@@ -191,7 +202,7 @@ def main() -> int:
                 [round(c, 5), a, ok, t] for c, a, ok, t in held]  # of the last windows value
         print(json.dumps(point), flush=True)
         report["curve"].append(point)
-    stack = fit(sets)
+    stack = fit(sets, features)
     stack = dataclasses.replace(stack, meta={
         "fitted_on": [s.split("=")[1].replace(str(ROOT.parent), "..") for s in specs],
         "windows": windows, "fitted_at": time.strftime("%Y-%m-%d"),

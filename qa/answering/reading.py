@@ -4,8 +4,10 @@ their context and decides which sentence answers, how sure it is, and the phrase
 For a question, the ranker's top `windows` candidates are each read with the sentence
 before and after (windows of one document that overlap or touch are read as one). Every
 sentence read gets the reader's score (its log-odds against "no answer here") and the
-ranker's logit; a small logistic model over those (`READER_FEATURES`, fitted by
-`benchmarks/calibrate_reader.py`, stored as `stack.json` beside the reader) orders them,
+ranker's logit and the start + end logit of its best answer phrase; a small logistic
+model over those (`READER_FEATURES`, fitted by `benchmarks/calibrate_reader.py`, stored
+as `stack.json` beside the reader; a stack fitted before the phrase's logit counted,
+over `reader` and `ranker` alone, still loads) orders them,
 and a second one over the best sentence (`STACK_CONFIDENCE`) gives the confidence that
 is compared with the threshold. The phrase is the reader's best answer span inside the
 chosen sentence, in file offsets.
@@ -30,7 +32,10 @@ from qa.settings import Settings
 log = logging.getLogger(__name__)
 
 STACK_FILE = "stack.json"
-READER_FEATURES = ("reader", "ranker")  # per sentence read: reader log-odds, ranker logit
+# per sentence read: reader log-odds, ranker logit, its best phrase's start + end logit
+READER_FEATURES = ("reader", "ranker", "span")
+LEGACY_READER_FEATURES = ("reader", "ranker")  # stacks fitted before 2026-12-06
+SPAN_FLOOR = -20.0  # the phrase logit of a sentence none of whose word pieces fit
 # of the best sentence: its stacked score, margin over the runner-up, reader score, ranker
 # logit, its window's no-answer logit; and the ranker's own confidence for the question
 STACK_CONFIDENCE = ("score", "margin", "reader", "ranker", "null", "ranker_confidence")
@@ -41,7 +46,8 @@ MAX_MARGIN = 5.0
 class Reading:
     """One sentence as read: its row in the index, the reader's score (the best over the
     windows that held it), its no-answer logit there, the ranker's logit, the answer
-    phrase (file offsets) and whether it was a ranker candidate."""
+    phrase (file offsets), whether it was a ranker candidate, and the phrase's start +
+    end logit (`span`, SPAN_FLOOR without a phrase)."""
 
     sentence: int
     reader: float
@@ -49,21 +55,27 @@ class Reading:
     ranker: float
     phrase: tuple[int, int] | None
     candidate: bool
+    span: float = SPAN_FLOOR
+
+    def values(self, names: tuple[str, ...]) -> tuple[float, ...]:
+        """The named per-sentence features (`READER_FEATURES`) of this reading."""
+        return tuple(getattr(self, n) for n in names)
 
 
 @dataclass(frozen=True)
 class Stack:
     """The logistic models over readings (see the module docstring)."""
 
-    weights: tuple[float, ...] = (1.0, 0.0)
+    weights: tuple[float, ...] = (1.0, 0.0, 0.0)
     bias: float = 0.0
     confidence_weights: tuple[float, ...] = (0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
     confidence_bias: float = 0.0
     threshold: float = 0.5
     meta: dict = field(default_factory=dict, compare=False)
+    features: tuple[str, ...] = READER_FEATURES  # what `weights` weigh, in order
 
     def score(self, r: Reading) -> float:
-        return dot(self.weights, (r.reader, r.ranker)) + self.bias
+        return dot(self.weights, r.values(self.features)) + self.bias
 
     def confidence(self, score: float, margin: float, best: Reading,
                    ranker_confidence: float) -> float:
@@ -73,7 +85,7 @@ class Stack:
         return exact_sigmoid(max(-40.0, min(40.0, z)))
 
     def to_json(self) -> dict:
-        return {"features": list(READER_FEATURES), "weights": list(self.weights),
+        return {"features": list(self.features), "weights": list(self.weights),
                 "bias": self.bias, "confidence": {"features": list(STACK_CONFIDENCE),
                                                   "weights": list(self.confidence_weights),
                                                   "bias": self.confidence_bias},
@@ -82,14 +94,17 @@ class Stack:
     @classmethod
     def from_json(cls, d: dict, where: str) -> Stack:
         conf = d.get("confidence") or {}
-        if (d.get("features") != list(READER_FEATURES)
-                or conf.get("features") != list(STACK_CONFIDENCE)):
+        features = tuple(d.get("features") or ())
+        if (features not in (READER_FEATURES, LEGACY_READER_FEATURES)
+                or len(d.get("weights") or ()) != len(features)
+                or conf.get("features") != list(STACK_CONFIDENCE)
+                or len(conf.get("weights") or ()) != len(STACK_CONFIDENCE)):
             raise ReaderUnusable(f"{where}: fitted for other features; refit it with "
                                  "python benchmarks/calibrate_reader.py")
         known = {"features", "weights", "bias", "confidence", "threshold"}
         return cls(tuple(d["weights"]), float(d["bias"]), tuple(conf["weights"]),
                    float(conf["bias"]), float(d["threshold"]),
-                   {k: v for k, v in d.items() if k not in known})
+                   {k: v for k, v in d.items() if k not in known}, features)
 
 
 def windows_for(index: Index, candidates: list[Candidate], widen: int = 0
@@ -137,7 +152,8 @@ def read(reader: Reader, query: Query, index: Index, candidates: list[Candidate]
             if s.span is not None:
                 start = index.sentences[i].start
                 phrase = (start + s.span[0], start + s.span[1])
-            r = Reading(i, s.score, result.null, ranker.get(i, floor), phrase, i in ranker)
+            r = Reading(i, s.score, result.null, ranker.get(i, floor), phrase, i in ranker,
+                        s.span_score if s.span_score > SPAN_FLOOR else SPAN_FLOOR)
             if i not in best or r.reader > best[i].reader:
                 best[i] = r
     return list(best.values())

@@ -9,7 +9,15 @@ import pytest
 from corpora import query_of, tiny_index
 from qa.answering.calibration import default
 from qa.answering.ranker import score_candidates
-from qa.answering.reading import ReadingStage, Stack, read, windows_for
+from qa.answering.reading import (
+    LEGACY_READER_FEATURES,
+    SPAN_FLOOR,
+    Reading,
+    ReadingStage,
+    Stack,
+    read,
+    windows_for,
+)
 from qa.reader.runtime import ReaderUnusable, SentenceReading, WindowReading
 from qa.retrieval.retrieve import SearchSettings
 
@@ -36,7 +44,7 @@ class FakeReader:
                 hit = at >= 0
                 sents.append(SentenceReading(3.0 if hit else -1.0, 2.0 if hit else -2.0,
                                              (at, at + len(self.word)) if hit else None,
-                                             1.0))
+                                             7.5 if hit else float("-inf")))
             out.append(WindowReading(1.0, tuple(sents)))
         return out
 
@@ -77,6 +85,9 @@ def test_readings_carry_reader_scores_ranker_logits_and_file_offsets(index):
     assert len(hit) == 1
     start, end = hit[0].phrase
     assert TEXTS["bridge.txt"][start:end] == "38 million euros" and hit[0].reader == 2.0
+    # the phrase's start + end logit, and the floor for a sentence with no phrase
+    assert hit[0].span == 7.5
+    assert all(r.span == SPAN_FLOOR for r in readings if r.phrase is None)
     z = {c.sentence: c.z for c in cands}
     assert all(r.ranker == z[r.sentence] for r in readings if r.candidate)
 
@@ -97,3 +108,16 @@ def test_stack_files_of_other_features_are_refused():
     assert Stack.from_json(good, "x") == Stack()
     with pytest.raises(ReaderUnusable, match="refit"):
         Stack.from_json({**good, "features": ["reader"]}, "x")
+
+
+def test_the_stack_weighs_the_phrase_logit_and_old_two_feature_stacks_still_load():
+    a = Reading(1, reader=1.0, null=0.0, ranker=0.0, phrase=(0, 3), candidate=True, span=9.0)
+    b = Reading(2, reader=1.5, null=0.0, ranker=0.0, phrase=(0, 3), candidate=True, span=1.0)
+    new = Stack(weights=(1.0, 0.0, 0.2))
+    assert new.score(a) > new.score(b)  # the phrase's logit turns the order
+    old = Stack.from_json({**new.to_json(), "features": list(LEGACY_READER_FEATURES),
+                           "weights": [1.0, 0.0]}, "x")
+    assert old.features == LEGACY_READER_FEATURES and old.score(b) > old.score(a)
+    assert Stack.from_json(old.to_json(), "x") == old
+    with pytest.raises(ReaderUnusable, match="refit"):  # weights of another length
+        Stack.from_json({**new.to_json(), "weights": [1.0, 0.0]}, "x")
