@@ -23,6 +23,7 @@ from qa.reader.runtime import (
     META_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
+    ExactNet,
     Pieces,
     Window,
     batch_arrays,
@@ -140,7 +141,12 @@ def export(net, source: Path, out: Path, summary: dict) -> None:
             p.unlink()
     quantize_int8(out / FP32_FILE, out / MODEL_FILE)
     q = probe_figures(_onnx_outputs(out / MODEL_FILE, windows), windows)
-    checks["int8_vs_fp32"] = round(max_difference(ref, q), 4)
+    checks["int8_vs_fp32"] = round(max_difference(ref, q), 4)  # onnxruntime's int8
+    # what answering runs: the same int8 file on embeddings.exact (qa.reader.runtime)
+    exact = ExactNet(out / MODEL_FILE)
+    e = [(tok[0, : len(w.ids)], float(null[0]))
+         for w in windows for tok, null in [exact(batch_arrays([w]))]]
+    checks["exact_vs_fp32"] = round(max_difference(ref, probe_figures(e, windows)), 4)
     summary["checks"] = checks
     summary["probes"] = [{"question": qq, "sentences": s, "fp32": r}
                          for (qq, s), r in zip(PROBES, ref, strict=True)]

@@ -79,9 +79,11 @@ def test_a_missing_reader_folder_names_the_fix(tmp_path):
         R.Reader(tmp_path)
 
 
-# What the shipped int8 reader may differ from its fp32 export on the probes, in logits
-# (sentence score against no answer). Measured at export: see reader.json "checks"; the
-# bound keeps a margin above it, and any CPU whose int8 kernels drift shows up here.
+# What the shipped int8 reader, as answering runs it (embeddings.exact), may differ from
+# its fp32 export on the probes, in logits (sentence score against no answer). Measured
+# at export: reader.json "checks" "exact_vs_fp32" (0.544 for the reader of 2026-12-06;
+# "int8_vs_fp32" is onnxruntime's dynamic int8 of the same file, 1.006, kept for
+# comparison); the bound keeps a margin above it.
 INT8_TOLERANCE = 0.6
 
 
@@ -99,7 +101,7 @@ def test_shipped_int8_reader_matches_its_fp32_outputs_on_the_probes(shipped):
 
     probes = shipped.meta["probes"]
     assert [p["question"] for p in probes] == [q for q, _ in PROBES]
-    assert shipped.meta["checks"]["int8_vs_fp32"] <= INT8_TOLERANCE
+    assert shipped.meta["checks"]["exact_vs_fp32"] <= INT8_TOLERANCE
     for p, (question, sentences) in zip(probes, PROBES, strict=True):
         result = shipped.read(question, [sentences])[0]
         fp32 = np.array(p["fp32"]["sentences"]) - p["fp32"]["null"]
