@@ -196,3 +196,17 @@ def test_reader_windows_bad_input_exits_2(tmp_path, capsys):
     assert main(["reader", "train", "--data", str(tmp_path / "d.jsonl"), "--out",
                  str(tmp_path / "o"), "--generated", "1.5"]) == 2
     assert "--generated" in capsys.readouterr().err
+
+
+def test_window_counts_sum_the_unanswerable_and_retrieved_and_keep_every_kind():
+    from qa.training.data import Example
+    from qa.training.windows import window_counts
+
+    kinds = (["positive"] * 5 + ["unanswerable"] * 2 + ["generated-entity"] * 3
+             + ["retrieved"] * 4 + ["retrieved-unanswerable"])
+    counts = window_counts([Example(None, 0, kind=k) for k in kinds])
+    assert counts["unanswerable"] == 2 + 3 + 1
+    assert counts["retrieved"] == 4 + 1
+    assert counts["unanswerable-records"] == 2 and counts["retrieved-answerable"] == 4
+    raw = {k: n for k, n in counts.items() if k not in ("unanswerable", "retrieved")}
+    assert sum(raw.values()) == len(kinds)  # every window counted once among the kinds
