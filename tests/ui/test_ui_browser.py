@@ -24,10 +24,11 @@ SEED_FILE = re.compile(r"\b00[0-4]_[0-9a-f]{16}\.txt\b")
 NOT_ANSWERED = "The documents don't answer this question."
 # A phrase the answer to each example button must hold (the page offers ui.app.EXAMPLES).
 EXAMPLE_ANSWERS = {
-    "Does the US support Taiwan independence?": "not support Taiwan independence",
-    "Who declined to meet Lloyd Austin?": "Li Shangfu",
-    "When did Blinken arrive in China?": "Wednesday",
-    "What did Blinken say about North Korea?": "DPRK",
+    "Does the US support Taiwan independence?": ("not support Taiwan independence",),
+    "Who declined to meet Lloyd Austin?": ("Li Shangfu",),
+    "When did Blinken arrive in China?": ("Wednesday",),
+    # Reader v2 quotes the sentence about China's influence; reader-init quoted the DPRK one
+    "What did Blinken say about North Korea?": ("DPRK", "influence over its ally North Korea"),
 }
 # gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
@@ -289,7 +290,8 @@ def test_every_example_question_is_answered(page, seeds_url):
         page.get_by_role("button", name=question).click()
         reply = wait_for_reply(page, before)
         assert NOT_ANSWERED not in reply and SEED_FILE.search(reply), (question, reply)
-        assert EXAMPLE_ANSWERS[question] in answer_text(page), (question, reply)
+        shown = answer_text(page)
+        assert any(a in shown for a in EXAMPLE_ANSWERS[question]), (question, reply)
         wait_for_answer_in_view(page)
     assert not page.errors
 
