@@ -226,6 +226,8 @@ def train(cfg: TrainConfig, on_step=None) -> dict:
         offset += len(part)
     if cfg.epochs != n_epochs:
         plan = plan[: int(len(plan) * cfg.epochs / n_epochs)]
+    # what the plan trains on, all epochs together (a fraction of an epoch counted as run)
+    kinds = window_counts([examples[i] for batch in plan for i in batch])
     heads = [p for n, p in net.named_parameters() if not n.startswith("bert.")]
     body = [p for n, p in net.named_parameters() if n.startswith("bert.")]
     opt = torch.optim.AdamW([{"params": body, "lr": cfg.lr},

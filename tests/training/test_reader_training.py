@@ -141,9 +141,9 @@ def _tiny(tmp_path, **kw):
             "question": r.question, "context": r.context, "answers": list(r.answers),
             "answerable": True, "title": r.title}) + "\n" for r in _records(40)),
             encoding="utf-8")
-    kw = {"bf16": "off", "dev_fraction": 0.1, **kw}
+    kw = {"bf16": "off", "dev_fraction": 0.1, "epochs": 1.0, **kw}
     return TrainConfig(data=[str(data)], out=str(tmp_path / "out"), layers=1, batch_size=4,
-                       epochs=1.0, progress=False, threads=1, generated=0.5, **kw)
+                       progress=False, threads=1, generated=0.5, **kw)
 
 
 def test_a_run_stopped_and_resumed_follows_the_uninterrupted_loss_curve(tmp_path):
@@ -210,3 +210,13 @@ def test_window_counts_sum_the_unanswerable_and_retrieved_and_keep_every_kind():
     assert counts["unanswerable-records"] == 2 and counts["retrieved-answerable"] == 4
     raw = {k: n for k, n in counts.items() if k not in ("unanswerable", "retrieved")}
     assert sum(raw.values()) == len(kinds)  # every window counted once among the kinds
+
+
+def test_windows_by_kind_count_what_a_fraction_of_an_epoch_trained_on(tmp_path):
+    from qa.training.loop import train
+
+    got = train(_tiny(tmp_path, epochs=0.5, export=False))
+    kinds = {k: n for k, n in got["windows"].items() if k not in ("unanswerable", "retrieved")}
+    assert sum(kinds.values()) == got["trained_windows"] > 0
+    whole = train(_tiny(tmp_path / "whole", export=False))
+    assert whole["trained_windows"] > got["trained_windows"]
