@@ -9,8 +9,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 7860
 # Regression gate on the seeds question set, at least three questions below the figures
 # measured with the shipped reader (Reader v2) and its stack (docs/benchmarks.md,
-# 2026-12-06: 81/97 right, 93/97 hit@5, 21/27 abstained, 8/97 false abstentions; in-sample, as the stack was
-# fitted on seeds and squad-dev). Every x86-64 CPU computes the same figures
+# 2026-12-06: 81/97 right, 93/97 hit@5, 21/27 abstained, 8/97 false abstentions;
+# in-sample, as the stack was fitted on seeds and squad-dev). Every x86-64 CPU computes the same figures
 # (embeddings/exact.py, tests/test_cpu_independence.py); the margin is for changes to
 # come, not for the machine.
 EVAL_GATE := --fail-under accuracy_at_1=0.80 --fail-under hit_at_5=0.92 \

@@ -38,11 +38,10 @@ def at_abstention(rows: list, share: float) -> dict:
     k = int(np.ceil(share * len(unans)))  # abstain on the k least confident
     t = float(unans[k - 1]) + 1e-9 if k else float(unans[0])
     answered = conf >= t
-    a = answerable
     return {"threshold": round(t, 5),
-            "abstain_unanswerable": round(float((~answered[~a]).mean()), 4),
-            "accuracy_at_1": round(float((answered[a] & ok[a]).mean()), 4),
-            "false_abstention": round(float((~answered[a]).mean()), 4)}
+            "abstain_unanswerable": round(float((~answered[~answerable]).mean()), 4),
+            "accuracy_at_1": round(float((answered & ok)[answerable].mean()), 4),
+            "false_abstention": round(float((~answered[answerable]).mean()), 4)}
 
 
 def main() -> int:
@@ -62,7 +61,8 @@ def main() -> int:
             shares[name] = tuple(float(v) for v in vals.split(","))
         except ValueError:
             p.error(f"--abstain {spec!r}: SET=0.6,0.7,...")
-    table = []
+    names = [spec.partition("=")[0] for spec in args.runs]
+    table: dict[tuple[str, str, float], dict] = {}  # (reader, set, share) -> figures
     for spec in args.runs:
         name, _, file = spec.partition("=")
         path = Path(file)
@@ -71,20 +71,15 @@ def main() -> int:
         report = json.loads(path.read_text(encoding="utf-8"))
         for set_name, rows in report.get("held_out_rows", {}).items():
             for s in shares.get(set_name, ()):
-                row = {"reader": name, "set": set_name, "abstain_target": s,
-                       **at_abstention(rows, s)}
-                table.append(row)
-                print(json.dumps(row))
-    print("\n| set | abstains on unanswerable | " + " | ".join(
-        s.partition("=")[0] for s in args.runs) + " |")
-    print("|---|---|" + "---|" * len(args.runs))
-    for set_name in dict.fromkeys(r["set"] for r in table):
-        for s in shares.get(set_name, ()):
-            cells = [next((f"{r['accuracy_at_1']:.3f} / {r['false_abstention']:.3f}"
-                           for r in table if r["set"] == set_name and r["abstain_target"] == s
-                           and r["reader"] == spec.partition("=")[0]), "-")
-                     for spec in args.runs]
-            print(f"| {set_name} | {s} | " + " | ".join(cells) + " |")
+                table[name, set_name, s] = at_abstention(rows, s)
+                print(json.dumps({"reader": name, "set": set_name, "abstain_target": s,
+                                  **table[name, set_name, s]}))
+    print("\n| set | abstains on unanswerable | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for set_name, s in dict.fromkeys((k[1], k[2]) for k in table):
+        cells = [f"{r['accuracy_at_1']:.3f} / {r['false_abstention']:.3f}"
+                 if (r := table.get((n, set_name, s))) else "-" for n in names]
+        print(f"| {set_name} | {s} | " + " | ".join(cells) + " |")
     return 0
 
 

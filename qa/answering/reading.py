@@ -153,7 +153,7 @@ def read(reader: Reader, query: Query, index: Index, candidates: list[Candidate]
                 start = index.sentences[i].start
                 phrase = (start + s.span[0], start + s.span[1])
             r = Reading(i, s.score, result.null, ranker.get(i, floor), phrase, i in ranker,
-                        s.span_score if s.span_score > SPAN_FLOOR else SPAN_FLOOR)
+                        max(s.span_score, SPAN_FLOOR))
             if i not in best or r.reader > best[i].reader:
                 best[i] = r
     return list(best.values())

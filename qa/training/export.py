@@ -58,6 +58,15 @@ def probe_windows(pieces: Pieces) -> list[Window]:
     return [encode_window(pieces, q, s) for q, s in PROBES]
 
 
+def _exact_outputs(path: Path, windows: Sequence[Window]) -> list[tuple[np.ndarray, float]]:
+    net = ExactNet(path)
+    out = []
+    for w in windows:
+        tok, null = net(batch_arrays([w]))
+        out.append((tok[0, : len(w.ids)], float(null[0])))
+    return out
+
+
 def _onnx_outputs(path: Path, windows: Sequence[Window]) -> list[tuple[np.ndarray, float]]:
     ort = lazy.load("onnxruntime")
 
@@ -143,10 +152,8 @@ def export(net, source: Path, out: Path, summary: dict) -> None:
     q = probe_figures(_onnx_outputs(out / MODEL_FILE, windows), windows)
     checks["int8_vs_fp32"] = round(max_difference(ref, q), 4)  # onnxruntime's int8
     # what answering runs: the same int8 file on embeddings.exact (qa.reader.runtime)
-    exact = ExactNet(out / MODEL_FILE)
-    e = [(tok[0, : len(w.ids)], float(null[0]))
-         for w in windows for tok, null in [exact(batch_arrays([w]))]]
-    checks["exact_vs_fp32"] = round(max_difference(ref, probe_figures(e, windows)), 4)
+    e = probe_figures(_exact_outputs(out / MODEL_FILE, windows), windows)
+    checks["exact_vs_fp32"] = round(max_difference(ref, e), 4)
     summary["checks"] = checks
     summary["probes"] = [{"question": qq, "sentences": s, "fp32": r}
                          for (qq, s), r in zip(PROBES, ref, strict=True)]
